@@ -1,0 +1,48 @@
+# transferlab — run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PRETRAINED := outputs/pretrained/mnist_source_resnet18.safetensors
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train pretrain test test-slow lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install transferlab with dev extras (once)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(PRETRAINED): | $(STAMP)
+	$(PY) -m transferlab.train experiment=pretrain_source
+
+pretrain: $(PRETRAINED) ## stage 1: pretrain the backbone on the source task (digits 0-4)
+
+train: $(STAMP) $(PRETRAINED) ## stage 2: fine-tune the source backbone on the target task (ARGS=overrides)
+	$(PY) -m transferlab.train $(ARGS)
+
+test: $(STAMP) ## fast test suite
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP) ## slow tests only
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+clean: ## remove outputs, caches and the venv
+	rm -rf outputs .pytest_cache .ruff_cache $(VENV) src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,187 @@
+"""Backbones: any timm model, seen as ordered layer groups, with weights from hub, file or scratch."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import adapt_input_conv, group_parameters
+from torch import nn
+
+from transferlab.errors import ConfigError
+
+HEAD_GROUP = "head"  # reserved for the classifier head built by transferlab.heads
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """A named slice of backbone parameters; groups are ordered bottom (input) to top."""
+
+    name: str
+    param_names: tuple[str, ...]
+
+
+class Backbone(nn.Module):
+    """A feature extractor (images -> pooled features) with ordered layer groups.
+
+    Args:
+        model: a module mapping images to ``[batch, num_features]`` features.
+        num_features: the feature dimension.
+        groups: ordered layer groups; derived with :func:`layer_groups` when omitted.
+    """
+
+    def __init__(self, model: nn.Module, num_features: int, groups: list[LayerGroup] | None = None):
+        super().__init__()
+        self.model = model
+        self.num_features = num_features
+        self.groups = groups if groups is not None else layer_groups(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def group_parameters(self) -> list[list[nn.Parameter]]:
+        """The parameters of each layer group, bottom to top."""
+        params = dict(self.model.named_parameters())
+        return [[params[n] for n in g.param_names] for g in self.groups]
+
+
+def layer_groups(model: nn.Module) -> list[LayerGroup]:
+    """Ordered layer groups: timm's coarse ``group_matcher`` if the model has one, else children."""
+    if hasattr(model, "group_matcher"):
+        grouped = group_parameters(model, model.group_matcher(coarse=True))
+        names_per_group = [tuple(names) for _, names in sorted(grouped.items())]
+    else:
+        names_per_group = []
+        for child_name, child in model.named_children():
+            names = tuple(f"{child_name}.{n}" for n, _ in child.named_parameters())
+            if names:
+                names_per_group.append(names)
+    timm_model = hasattr(model, "group_matcher")
+    groups, seen = [], {HEAD_GROUP}
+    for i, names in enumerate(names_per_group):
+        others = [n for j, g in enumerate(names_per_group) if j != i for n in g]
+        name = "stem" if i == 0 and timm_model else _unique_prefix(names[0], others)
+        if name == HEAD_GROUP:  # e.g. ConvNeXt's pre-logits norm; "head" is our classifier
+            name = "pre_head"
+        while name in seen:
+            name = f"{name}_{i}"
+        seen.add(name)
+        groups.append(LayerGroup(name, names))
+    return groups
+
+
+def _unique_prefix(param_name: str, others: list[str]) -> str:
+    """Shortest dotted prefix of ``param_name`` that no other group shares: 'layer4', 'blocks.6'."""
+    parts = param_name.split(".")
+    for k in range(1, len(parts)):
+        prefix = ".".join(parts[:k]) + "."
+        if not any(o.startswith(prefix) for o in others):
+            return prefix[:-1]
+    return param_name
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool = False,
+    weights: str | None = None,
+    in_chans: int = 3,
+    drop_path_rate: float = 0.0,
+) -> Backbone:
+    """Create a timm model without its classifier and wrap it as a :class:`Backbone`.
+
+    Args:
+        name: a timm model name, e.g. ``resnet18`` or ``vit_base_patch16_224.augreg_in21k``.
+        pretrained: load the timm hub weights (needs network access or a filled hub cache).
+        weights: a local weights file: timm/torchvision state dict (.pth/.pt/.bin/.safetensors)
+            or a transferlab checkpoint (.ckpt). Its classifier is dropped.
+        in_chans: input channels of the data; pretrained first-conv weights are adapted to it.
+        drop_path_rate: stochastic depth rate, for models that support it.
+    """
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for names."
+        raise ConfigError(f"Unknown backbone '{name}': {hint}")
+    if pretrained and weights:
+        raise ConfigError("Set either backbone.pretrained=true or backbone.weights=<file>, not both.")
+    kwargs = {"num_classes": 0, "in_chans": in_chans}
+    if drop_path_rate:
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ConnectionError) as e:
+        if not pretrained:
+            raise
+        raise ConfigError(
+            f"Could not load hub weights for '{name}' ({type(e).__name__}); go online once to fill "
+            "the hub cache, or set backbone.weights=<local file> or backbone.pretrained=false."
+        ) from e
+    if weights:
+        load_backbone_weights(model, weights)
+    num_features = getattr(model, "head_hidden_size", None) or model.num_features
+    return Backbone(model, num_features)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file; unwraps Lightning checkpoints down to the backbone's own keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"Weights file '{path}' does not exist; check backbone.weights "
+            "(run `make pretrain` to create the default source backbone)."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    prefix = "backbone.model."
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a weights file into a classifier-less timm model, checking that every tensor fits."""
+    state = read_state_dict(path)
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    classifiers = cfg.get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    state = {k: v for k, v in state.items() if not any(k.startswith(c + ".") for c in classifiers)}
+    first_conv = cfg.get("first_conv")
+    first_convs = (first_conv,) if isinstance(first_conv, str) else tuple(first_conv or ())
+    own = model.state_dict()
+    for key, value in list(state.items()):
+        if key not in own:
+            continue
+        want = own[key].shape
+        if value.shape != want and key.removesuffix(".weight") in first_convs and value.ndim == 4:
+            state[key] = adapt_input_conv(want[1], value)  # grey data on RGB weights and reverse
+        elif value.shape != want:
+            raise ConfigError(
+                f"Weights file '{path}' does not fit this backbone: '{key}' has shape "
+                f"{tuple(value.shape)} but the model expects {tuple(want)}; set backbone.name to "
+                "the model the file was saved from."
+            )
+    missing = [k for k in own if k not in state and not _is_buffer_counter(k)]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        what = "lacks" if missing else "has the extra tensor"
+        raise ConfigError(
+            f"Weights file '{path}' does not fit this backbone: it {what} '{first}' "
+            f"({len(missing)} missing, {len(unexpected)} unexpected); set backbone.name to the "
+            "model the file was saved from."
+        )
+    model.load_state_dict(state, strict=False)  # only BN batch counters may be absent
+
+
+def _is_buffer_counter(key: str) -> bool:
+    return re.search(r"num_batches_tracked$", key) is not None

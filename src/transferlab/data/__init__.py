@@ -1,0 +1,17 @@
+"""Datamodules: built-in offline sets, image folders and torchvision datasets."""
+
+from transferlab.data.base import ImageDataModule, Splits, stratified_indices
+from transferlab.data.builtin import MNIST5k, Digits, MnistSplit, Synthetic
+from transferlab.data.files import ImageFolderData, TorchvisionData
+
+__all__ = [
+    "Digits",
+    "ImageDataModule",
+    "ImageFolderData",
+    "MNIST5k",
+    "MnistSplit",
+    "Splits",
+    "Synthetic",
+    "TorchvisionData",
+    "stratified_indices",
+]

@@ -1,0 +1,185 @@
+"""The datamodule every data source shares: splits, loaders, and normalisation on device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+from transferlab.errors import ConfigError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TensorImageDataset(Dataset):
+    """uint8 images ``[N, C, H, W]`` held in memory, with an optional per-sample transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Transform | None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        return (self.transform(x) if self.transform else x), self.labels[i]
+
+
+@dataclass
+class Splits:
+    """uint8 image tensors and int64 labels for each split, plus the class names."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    class_names: list[str]
+
+
+def stratified_indices(
+    labels: np.ndarray, fractions: Sequence[float], seed: int
+) -> list[np.ndarray]:
+    """Split ``range(len(labels))`` into len(fractions)+1 stratified parts; the first takes the rest.
+
+    Deterministic for a given seed: the same labels and seed always give the same indices.
+    """
+    rest = np.arange(len(labels))
+    parts = []
+    for frac in fractions:
+        if frac <= 0:
+            parts.append(np.array([], dtype=int))
+            continue
+        share = frac / (1 - sum(len(p) for p in parts) / len(labels))
+        rest, part = train_test_split(
+            rest, test_size=min(share, 0.999), stratify=labels[rest], random_state=seed
+        )
+        parts.append(np.sort(part))
+    return [np.sort(rest), *parts]
+
+
+def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Resize uint8 ``[N, C, H, W]`` images to ``size`` x ``size`` (antialiased bilinear)."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    x = torch.nn.functional.interpolate(
+        images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base of every image source: subclasses implement :meth:`load` and return :class:`Splits`.
+
+    Loaders yield uint8 images; the model converts and normalises them on its own device (with
+    :attr:`normalization`), which keeps host work and transfer size small.
+
+    Args:
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes (persistent when > 0).
+        image_size: square side the images are resized to once, when loaded.
+        mean, std: per-channel statistics in [0, 1]; ``null`` computes them on the train split.
+        augmentation: factory ``(image_size, channels) -> transform`` for training images.
+        seed: seed of the deterministic splits.
+        pin_memory: pin host memory when training on a GPU.
+        drop_last: drop the last incomplete training batch.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        image_size: int | None = 32,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augmentation: Callable[[int, int], Transform | None] | None = None,
+        seed: int = 0,
+        pin_memory: bool = True,
+        drop_last: bool = False,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}.")
+        self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
+        self.mean, self.std, self.augmentation, self.seed = mean, std, augmentation, seed
+        self.pin_memory, self.drop_last = pin_memory, drop_last
+        self.splits: Splits | None = None
+        self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def load(self) -> Splits:
+        raise NotImplementedError
+
+    # -- facts the model builder reads after setup() ------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self._loaded().class_names)
+
+    @property
+    def channels(self) -> int:
+        return self._loaded().train[0].shape[1]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._loaded().class_names
+
+    def _loaded(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        return self.splits
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        splits = self.load()
+        resized = {
+            name: (resize_images(getattr(splits, name)[0], self.image_size), getattr(splits, name)[1])
+            for name in ("train", "val", "test")
+        }
+        self.splits = Splits(**resized, class_names=splits.class_names)
+        if len(self.splits.train[1]) == 0:
+            raise ConfigError("The training split is empty; check the data settings.")
+        train_x = self.splits.train[0]
+        mean = self.mean if self.mean is not None else (train_x.float() / 255).mean((0, 2, 3))
+        std = self.std if self.std is not None else (train_x.float() / 255).std((0, 2, 3))
+        c = train_x.shape[1]
+        mean, std = torch.as_tensor(mean).float(), torch.as_tensor(std).float().clamp_min(1e-3)
+        if mean.numel() == 1:
+            mean, std = mean.expand(c), std.expand(c)
+        if mean.numel() != c:
+            raise ConfigError(
+                f"data.mean/std have {mean.numel()} values but the images have {c} channels; "
+                f"give {c} values or null to compute them from the data."
+            )
+        self._norm = (mean, std)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        x, y = getattr(self._loaded(), split)
+        transform = self.augmentation(x.shape[-1], x.shape[1]) if train and self.augmentation else None
+        workers = self.num_workers
+        return DataLoader(
+            TensorImageDataset(x, y, transform),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    @property
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """Per-channel (mean, std) in [0, 1] units, for the model's input normalisation."""
+        self._loaded()
+        return self._norm[0].flatten().tolist(), self._norm[1].flatten().tolist()

@@ -1,0 +1,153 @@
+"""Image sources on disk: an ImageFolder tree, or a torchvision dataset (downloaded when online)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import datasets
+from torchvision.transforms.v2 import functional as F
+
+from transferlab.data.base import ImageDataModule, Splits, stratified_indices
+from transferlab.errors import ConfigError
+
+MODES = {1: "L", 3: "RGB"}
+
+
+def load_image(path: str, channels: int, size: int) -> torch.Tensor:
+    """Decode any PIL-readable image (RGB, L, RGBA, palette, ...) to uint8 [C, size, size].
+
+    The shorter side is resized to ``size`` and the centre cropped, so mixed sizes line up.
+    """
+    with Image.open(path) as img:
+        x = F.pil_to_tensor(img.convert(MODES[channels]))
+    x = F.resize(x, size, antialias=True)
+    return F.center_crop(x, [size, size])
+
+
+def _stack(paths, labels, channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images = [load_image(p, channels, size) for p in paths]
+    x = torch.stack(images) if images else torch.zeros(0, channels, size, size, dtype=torch.uint8)
+    return x, torch.as_tensor(labels, dtype=torch.long)
+
+
+class ImageFolderData(ImageDataModule):
+    """Class sub-folders of images: ``root/train`` + ``root/val`` [+ ``root/test``], or one
+    ``root/<class>/*`` tree split by fractions. Images are decoded once and kept in memory.
+
+    Args:
+        root: the data folder.
+        channels: 3 (convert to RGB) or 1 (convert to greyscale).
+        val_fraction, test_fraction: held-out shares when ``root`` has no split folders
+            (also used to carve a test split out of val when there is no ``root/test``).
+        **kwargs: see :class:`ImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        channels: int = 3,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if channels not in MODES:
+            raise ConfigError(f"data.channels must be 1 or 3, got {channels}.")
+        if not self.image_size:
+            raise ConfigError("data.image_size must be set for image folders (images differ in size).")
+        self.root, self.channels_, = Path(root), channels
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    def _scan(self, folder: Path, classes: list[str] | None = None):
+        if not folder.is_dir():
+            raise ConfigError(
+                f"Data folder '{folder}' does not exist; set data.root to a folder with one "
+                "sub-folder of images per class (or train/ and val/ folders of those)."
+            )
+        try:
+            found, mapping = datasets.folder.find_classes(str(folder))
+            samples = datasets.folder.make_dataset(
+                str(folder), mapping, extensions=datasets.folder.IMG_EXTENSIONS
+            )
+        except (FileNotFoundError, RuntimeError) as e:
+            raise ConfigError(
+                f"Data folder '{folder}' holds no images in class sub-folders; put images under "
+                f"'{folder}/<class name>/' (supported: {', '.join(datasets.folder.IMG_EXTENSIONS)})."
+            ) from e
+        if classes is not None and found != classes:
+            raise ConfigError(
+                f"The classes in '{folder}' ({found}) differ from those in the train folder "
+                f"({classes}); give every split the same class sub-folders."
+            )
+        paths, labels = zip(*samples, strict=True)
+        return list(paths), np.asarray(labels), found
+
+    def load(self) -> Splits:
+        c, s = self.channels_, self.image_size
+        if (self.root / "train").is_dir():
+            paths, labels, classes = self._scan(self.root / "train")
+            train = _stack(paths, labels, c, s)
+            vp, vl, _ = self._scan(self.root / "val", classes)
+            if (self.root / "test").is_dir():
+                tp, tl, _ = self._scan(self.root / "test", classes)
+                return Splits(train, _stack(vp, vl, c, s), _stack(tp, tl, c, s), classes)
+            val_i, test_i = stratified_indices(vl, [0.5], self.seed)
+            vp = np.asarray(vp)
+            return Splits(train, _stack(vp[val_i], vl[val_i], c, s),
+                          _stack(vp[test_i], vl[test_i], c, s), classes)
+        paths, labels, classes = self._scan(self.root)
+        parts = stratified_indices(labels, [self.val_fraction, self.test_fraction], self.seed)
+        paths = np.asarray(paths)
+        train, val, test = (_stack(paths[i], labels[i], c, s) for i in parts)
+        return Splits(train, val, test, classes)
+
+
+class TorchvisionData(ImageDataModule):
+    """A torchvision dataset by class name (CIFAR10, CIFAR100, MNIST, FashionMNIST, SVHN, ...).
+
+    Args:
+        name: the class in ``torchvision.datasets``.
+        root: where the files live (or are downloaded to).
+        download: fetch the files when missing (needs network access).
+        val_fraction: share of the training split held out for validation.
+        **kwargs: see :class:`ImageDataModule`.
+    """
+
+    def __init__(self, name: str, root: str, download: bool = False, val_fraction: float = 0.1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not hasattr(datasets, name):
+            raise ConfigError(f"torchvision has no dataset '{name}'; check data.name (e.g. CIFAR10).")
+        self.name, self.root, self.download, self.val_fraction = name, root, download, val_fraction
+
+    def _split(self, train: bool):
+        cls = getattr(datasets, self.name)
+        params = inspect.signature(cls).parameters
+        kw = {"train": train} if "train" in params else {"split": "train" if train else "test"}
+        try:
+            return cls(self.root, download=self.download, **kw)
+        except RuntimeError as e:
+            raise ConfigError(
+                f"torchvision dataset {self.name} is not under '{self.root}'; set "
+                "data.download=true (needs network access) or data.root to a folder that has it."
+            ) from e
+
+    @staticmethod
+    def _to_tensors(ds) -> tuple[torch.Tensor, np.ndarray]:
+        pairs = [(F.pil_to_tensor(img) if isinstance(img, Image.Image) else torch.as_tensor(img),
+                  label) for img, label in ds]
+        x = torch.stack([p[0] if p[0].ndim == 3 else p[0][None] for p in pairs])
+        return x.to(torch.uint8), np.asarray([p[1] for p in pairs])
+
+    def load(self) -> Splits:
+        train_ds, test_ds = self._split(True), self._split(False)
+        x, y = self._to_tensors(train_ds)
+        tx, ty = self._to_tensors(test_ds)
+        tr, va = stratified_indices(y, [self.val_fraction], self.seed)
+        yt = torch.as_tensor(y, dtype=torch.long)
+        classes = list(getattr(train_ds, "classes", [str(i) for i in range(int(y.max()) + 1)]))
+        return Splits((x[tr], yt[tr]), (x[va], yt[va]), (tx, torch.as_tensor(ty)), classes)

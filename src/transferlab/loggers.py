@@ -1,0 +1,38 @@
+"""Logger factories for the ``logger=`` config group."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from pytorch_lightning.loggers import WandbLogger
+
+
+def wandb_has_credentials() -> bool:
+    """True when an API key is set in the environment or stored by ``wandb login``."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+    return auth is not None
+
+
+def wandb_logger(
+    project: str, save_dir: str, offline: bool | None = None, **kwargs
+) -> WandbLogger:
+    """A W&B logger that falls back to offline mode when no credentials are configured.
+
+    Args:
+        project: W&B project name.
+        save_dir: where the local W&B run folder goes (the run dir).
+        offline: force offline (true) or online (false); null decides from credentials and
+            ``WANDB_MODE``. Offline runs lose nothing: ``wandb sync <dir>`` uploads them later.
+        **kwargs: passed to :class:`~pytorch_lightning.loggers.WandbLogger` (group, tags, ...).
+    """
+    if offline is None:
+        offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_has_credentials()
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(project=project, save_dir=save_dir, offline=offline, **kwargs)

@@ -1,0 +1,195 @@
+"""The LightningModule: backbone + head + loss + metrics, with static per-layer-group optimizer
+param groups whose LR multipliers the strategy sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from transferlab.backbones import HEAD_GROUP, Backbone
+from transferlab.errors import ConfigError
+from transferlab.optim import MultiplierLR, build_param_groups
+from transferlab.strategies import Strategy, backbone_multipliers
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy plus macro precision, recall, F1 and AUROC, named ``{prefix}acc`` etc."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes),
+        },
+        prefix=prefix,
+    )
+
+
+class TransferModule(pl.LightningModule):
+    """Classifier = head(backbone(normalise(images))).
+
+    Args:
+        backbone: feature extractor with ordered layer groups.
+        head: maps ``backbone.num_features`` to ``num_classes`` logits.
+        num_classes: number of classes.
+        strategy: which groups train and their LR multipliers.
+        optimizer: ``torch.optim`` class partial carrying ``lr`` (the head's LR) and options.
+        schedule: ``schedule(step, total_steps) -> factor``, or None for a constant LR.
+        label_smoothing: cross-entropy label smoothing.
+        mean, std: per-channel input statistics; uint8 inputs are normalised with them.
+        extra: plain data stored in every checkpoint (resolved config, class names).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: nn.Module,
+        num_classes: int,
+        strategy: Strategy,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        schedule: Callable[[int, int], float] | None = None,
+        label_smoothing: float = 0.0,
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.5,),
+        extra: dict | None = None,
+    ):
+        super().__init__()
+        lr = getattr(optimizer, "keywords", {}).get("lr")
+        if lr is None or not lr > 0:
+            raise ConfigError(f"optimizer.lr must be a positive number, got {lr}.")
+        self.backbone, self.head, self.strategy = backbone, head, strategy
+        self.optimizer_factory, self.schedule, self.base_lr = optimizer, schedule, lr
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.extra = extra or {}
+        self.lr_multipliers = backbone_multipliers(strategy, len(backbone.groups)) + [1.0]
+        self.apply_multipliers()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.confusion_matrix: torch.Tensor | None = None
+
+    # -- layer groups ------------------------------------------------------------------------
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.backbone.groups] + [HEAD_GROUP]
+
+    def named_group_parameters(self) -> list[tuple[str, list[tuple[str, nn.Parameter]]]]:
+        """(group, named params) bottom to top, the head last."""
+        params = dict(self.backbone.model.named_parameters())
+        groups = [(g.name, [(n, params[n]) for n in g.param_names]) for g in self.backbone.groups]
+        return groups + [(HEAD_GROUP, list(self.head.named_parameters()))]
+
+    def apply_multipliers(self) -> None:
+        """Freeze (``requires_grad=False``) exactly the groups whose multiplier is 0."""
+        for (_, params), mult in zip(self.named_group_parameters(), self.lr_multipliers, strict=True):
+            for _, p in params:
+                p.requires_grad_(mult > 0)
+
+    def frozen_batchnorms(self) -> list[_BatchNorm]:
+        frozen = {
+            n
+            for (_, params), m in zip(self.named_group_parameters(), self.lr_multipliers, strict=True)
+            if m == 0
+            for n, _ in params
+        }
+        return [
+            mod
+            for name, mod in self.backbone.model.named_modules()
+            if isinstance(mod, _BatchNorm) and f"{name}.weight" in frozen
+        ]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.strategy.bn == "frozen":
+            for bn in self.frozen_batchnorms():  # keep frozen groups' running statistics fixed
+                bn.eval()
+        return self
+
+    def parameter_report(self) -> list[dict]:
+        """One row per group: name, parameter count, trainable count and peak LR."""
+        rows = []
+        for (name, params), mult in zip(self.named_group_parameters(), self.lr_multipliers, strict=True):
+            n = sum(p.numel() for _, p in params)
+            trainable = sum(p.numel() for _, p in params if p.requires_grad)
+            rows.append({"group": name, "params": n, "trainable": trainable, "lr": self.base_lr * mult})
+        return rows
+
+    # -- forward and steps -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = (x.float() / 255 - self.mean) / self.std
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        metrics.update(logits.softmax(-1), y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        self.log_dict(metrics, on_epoch=True, prog_bar=False)
+        return logits
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        logits = self._eval_step(batch, self.test_metrics, "test")
+        self.test_confusion.update(logits.argmax(-1), batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        """Build every param group once: one per layer group (+ a no-decay half), head last."""
+        kw = self.optimizer_factory.keywords
+        no_decay = getattr(self.backbone.model, "no_weight_decay", lambda: set())()
+        groups = build_param_groups(
+            self.named_group_parameters(),
+            self.lr_multipliers,
+            self.base_lr,
+            kw.get("weight_decay", 0.0),
+            no_decay_names=set(no_decay),
+        )
+        optimizer = self.optimizer_factory(groups)
+        if self.schedule is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = MultiplierLR(optimizer, self.schedule, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["transferlab"] = {**self.extra, "lr_multipliers": list(self.lr_multipliers)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("transferlab", {}).get("lr_multipliers")
+        if saved is not None and len(saved) == len(self.lr_multipliers):
+            self.lr_multipliers = list(saved)
+            self.apply_multipliers()

@@ -1,0 +1,88 @@
+"""Which backbone layer groups train, and at what learning-rate multiplier.
+
+Everything here is a pure function of the strategy and the number of layer groups, so it can be
+tested without a model. The module turns the multipliers into optimizer param groups once; a
+multiplier of 0 means frozen (``requires_grad=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferlab.errors import ConfigError
+
+BN_POLICIES = ("frozen", "train")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A fine-tuning recipe.
+
+    Args:
+        name: label used in reports (``feature_extraction``, ``partial``, ``full``, ``scratch``).
+        trainable_groups: how many backbone layer groups, counted from the top, train;
+            0 trains the head only, ``all`` trains every group.
+        backbone_lr_mult: LR of the trainable backbone groups relative to the head's.
+        layer_decay: gamma of layer-wise LR decay; group l of L (head on top) gets gamma^(L-l).
+        reinit: start the backbone from random weights (ignores backbone weights).
+        bn: ``frozen`` keeps BatchNorm layers of frozen groups in eval mode (running statistics
+            untouched); ``train`` lets them keep updating their statistics.
+    """
+
+    name: str = "full"
+    trainable_groups: int | str = "all"
+    backbone_lr_mult: float = 1.0
+    layer_decay: float = 1.0
+    reinit: bool = False
+    bn: str = "frozen"
+
+    def __post_init__(self):
+        if self.backbone_lr_mult < 0:
+            raise ConfigError(
+                f"strategy.backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}; "
+                "use 0 only through strategy=feature_extraction."
+            )
+        if not self.layer_decay > 0:
+            raise ConfigError(
+                f"strategy.layer_decay (gamma) must be > 0, got {self.layer_decay}; "
+                "use 1.0 for no decay."
+            )
+        if self.bn not in BN_POLICIES:
+            raise ConfigError(f"strategy.bn must be one of {BN_POLICIES}, got '{self.bn}'.")
+        k = self.trainable_groups
+        if not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and k >= 0)):
+            raise ConfigError(
+                f"strategy.trainable_groups must be 'all' or an integer >= 0, got {k!r}."
+            )
+
+
+def layer_decay_multipliers(num_groups: int, gamma: float) -> list[float]:
+    """gamma^(L-l) for l = 1..L, bottom to top: the top group gets 1, each lower one gamma less.
+
+    With 4 groups and gamma = 0.1 a base LR of 1e-3 becomes 1e-6, 1e-5, 1e-4, 1e-3.
+    """
+    return [gamma ** (num_groups - 1 - i) for i in range(num_groups)]
+
+
+def trainable_mask(strategy: Strategy, num_groups: int) -> list[bool]:
+    """Which backbone groups (bottom to top) train under ``strategy``."""
+    k = strategy.trainable_groups
+    if k == "all":
+        k = num_groups
+    if k > num_groups:
+        raise ConfigError(
+            f"strategy.trainable_groups={k} but this backbone has only {num_groups} layer groups; "
+            f"choose a value from 0 to {num_groups}."
+        )
+    return [i >= num_groups - k for i in range(num_groups)]
+
+
+def backbone_multipliers(strategy: Strategy, num_groups: int) -> list[float]:
+    """LR multiplier of each backbone group (bottom to top) relative to the head; 0 = frozen.
+
+    Layer decay counts the head as the top layer, so the top backbone group gets
+    ``backbone_lr_mult * gamma`` and the bottom one ``backbone_lr_mult * gamma^num_groups``.
+    """
+    decay = layer_decay_multipliers(num_groups + 1, strategy.layer_decay)[:-1]
+    mask = trainable_mask(strategy, num_groups)
+    return [strategy.backbone_lr_mult * d if m else 0.0 for d, m in zip(decay, mask, strict=True)]

@@ -1,0 +1,158 @@
+"""Train one experiment: ``transferlab-train [hydra overrides]`` (= ``python -m transferlab.train``).
+
+Composes the config, instantiates data, backbone, head, strategy, optimizer and trainer, fits,
+evaluates the best checkpoint on val and test, and writes ``metrics.json`` in the run dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.data import ImageDataModule
+from transferlab.errors import ConfigError
+from transferlab.module import TransferModule
+
+log = logging.getLogger("transferlab")
+
+
+def build_datamodule(cfg: DictConfig, train_augmentation: bool = True) -> ImageDataModule:
+    augmentation = instantiate(cfg.augmentation) if train_augmentation else None
+    return instantiate(cfg.data, augmentation=augmentation)
+
+
+def build_module(
+    cfg: DictConfig,
+    num_classes: int,
+    in_chans: int,
+    mean: list[float],
+    std: list[float],
+    extra: dict | None = None,
+    load_weights: bool = True,
+) -> TransferModule:
+    """Backbone + head + strategy + optimizer from the config; no data access."""
+    strategy = instantiate(cfg.strategy)
+    overrides = {"in_chans": in_chans}
+    if strategy.reinit or not load_weights:
+        overrides.update(pretrained=False, weights=None)
+    backbone = instantiate(cfg.backbone, **overrides)
+    head = instantiate(cfg.head, in_features=backbone.num_features, num_classes=num_classes)
+    return TransferModule(
+        backbone,
+        head,
+        num_classes,
+        strategy,
+        optimizer=instantiate(cfg.optimizer),
+        schedule=instantiate(cfg.scheduler),
+        label_smoothing=cfg.loss.label_smoothing,
+        mean=mean,
+        std=std,
+        extra=extra,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment end to end and return its final metrics."""
+    start = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    if cfg.get("print_config"):
+        log.info("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization, extra=extra)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = "best" if best else None
+    metrics = {}
+    for stage in (trainer.validate, trainer.test):
+        for results in stage(module, datamodule=dm, ckpt_path=ckpt, verbose=False):
+            metrics.update(results)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+    rows = module.parameter_report()
+    metrics["params/trainable"] = sum(r["trainable"] for r in rows)
+    metrics["params/total"] = sum(r["params"] for r in rows)
+    metrics["time/wall_s"] = round(time.perf_counter() - start, 2)
+    metrics = {k: float(v) for k, v in sorted(metrics.items())}
+
+    if trainer.is_global_zero:
+        write_outputs(cfg, module, metrics, out, best)
+    return metrics
+
+
+def write_outputs(cfg: DictConfig, module: TransferModule, metrics: dict, out: Path, best: str):
+    from transferlab.plots import save_confusion_matrix
+
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if module.confusion_matrix is not None:
+        save_confusion_matrix(module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png")
+    if cfg.get("export_backbone"):
+        from safetensors.torch import save_file
+
+        path = Path(cfg.export_backbone)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in module.backbone.model.state_dict().items()}
+        save_file(state, path)
+        log.info("backbone weights exported to %s", path)
+    print_summary(metrics, out, best)
+
+
+def print_summary(metrics: dict, out: Path, best: str) -> None:
+    from rich.console import Console
+
+    keys = [k for k in ("val/acc", "test/acc", "test/f1", "test/auroc") if k in metrics]
+    lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
+    lines.append(f"  {'trainable params':<18}{int(metrics['params/trainable']):,} of {int(metrics['params/total']):,}")
+    lines.append(f"  {'wall time':<18}{metrics['time/wall_s']:.1f} s")
+    lines.append(f"  {'run dir':<18}{out}")
+    if best:
+        lines.append(f"  {'best checkpoint':<18}{best}")
+    Console().print("[bold]transferlab summary[/bold]\n" + "\n".join(lines))
+
+
+def run_or_explain(fn, cfg: DictConfig):
+    """Run ``fn(cfg)``; a :class:`ConfigError` becomes one line on stderr and exit status 2."""
+    try:
+        return fn(cfg)
+    except Exception as e:
+        cause = config_error_in(e)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def config_error_in(e: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind ``e``, looking through Hydra's instantiation wrappers."""
+    while e is not None and not isinstance(e, ConfigError):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_or_explain(train, cfg)
+    return metrics.get(cfg.get("optimized_metric") or "val/acc")
+
+
+if __name__ == "__main__":
+    main()
