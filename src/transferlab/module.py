@@ -122,6 +122,9 @@ class TransferModule(pl.LightningModule):
                 bn.eval()
         return self
 
+    def on_train_epoch_start(self) -> None:
+        self.train()  # Lightning leaves the mode as built; re-apply the BN policy every epoch
+
     def parameter_report(self) -> list[dict]:
         """One row per group: name, parameter count, trainable count and peak LR."""
         rows = []

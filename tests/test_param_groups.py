@@ -1,0 +1,90 @@
+"""Param-group math: layer-wise LR decay, differential LR, parameter counts, no-decay split."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from transferlab.backbones import Backbone
+from transferlab.errors import ConfigError
+from transferlab.heads import create_head
+from transferlab.module import TransferModule
+from transferlab.optim import build_param_groups
+from transferlab.strategies import Strategy, backbone_multipliers, layer_decay_multipliers
+
+
+def linear_backbone_module(strategy: Strategy, lr: float = 1e-3) -> TransferModule:
+    """The worked example: 4 layers of 512x512 linear, head 512 -> 128 -> 2."""
+    backbone = Backbone(nn.Sequential(*[nn.Linear(512, 512) for _ in range(4)]), num_features=512)
+    head = create_head(512, 2, hidden=[128])
+    opt = functools.partial(torch.optim.AdamW, lr=lr, weight_decay=0.01)
+    return TransferModule(backbone, head, 2, strategy, opt)
+
+
+def trainable(module: TransferModule) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def test_layer_decay_worked_example():
+    lrs = [1e-3 * m for m in layer_decay_multipliers(4, 0.1)]
+    torch.testing.assert_close(torch.tensor(lrs[::-1]), torch.tensor([1e-3, 1e-4, 1e-5, 1e-6]))
+
+
+def test_layer_decay_applies_to_groups_with_head_on_top():
+    # 3 backbone groups + head = 4 groups: head 1e-3, then 1e-4, 1e-5, 1e-6 going down
+    mults = backbone_multipliers(Strategy(layer_decay=0.1), 3) + [1.0]
+    torch.testing.assert_close(
+        torch.tensor([1e-3 * m for m in mults]), torch.tensor([1e-6, 1e-5, 1e-4, 1e-3])
+    )
+
+
+def test_parameter_count_worked_example():
+    fe = linear_backbone_module(Strategy(name="feature_extraction", trainable_groups=0))
+    partial = linear_backbone_module(Strategy(name="partial", trainable_groups=2))
+    assert trainable(fe) == 65_922
+    assert trainable(partial) == 591_234
+    rows = {r["group"]: r for r in partial.parameter_report()}
+    assert [r["trainable"] > 0 for r in partial.parameter_report()] == [False, False, True, True, True]
+    assert rows["head"]["lr"] == pytest.approx(1e-3)
+
+
+def test_one_param_group_per_layer_group_with_multiplied_lr():
+    module = linear_backbone_module(Strategy(trainable_groups=2, backbone_lr_mult=0.1))
+    opt = module.configure_optimizers()
+    by_name = {g["name"]: g for g in opt.param_groups}
+    assert set(by_name) == {f"{i}{s}" for i in "0123" for s in ("", "/no_decay")} | {
+        "head", "head/no_decay"
+    }
+    assert by_name["0"]["lr"] == 0.0 and by_name["0"]["lr_mult"] == 0.0
+    assert by_name["3"]["lr"] == pytest.approx(1e-4)
+    assert by_name["head"]["lr"] == pytest.approx(1e-3)
+    # biases and norm weights take no weight decay
+    assert by_name["3/no_decay"]["weight_decay"] == 0.0 and by_name["3"]["weight_decay"] == 0.01
+    assert all(p.ndim <= 1 for p in by_name["head/no_decay"]["params"])
+
+
+def test_build_param_groups_skips_named_no_decay():
+    p = nn.Parameter(torch.zeros(2, 2))
+    groups = build_param_groups([("g", [("pos_embed", p)])], [1.0], 0.1, 0.05, {"pos_embed"})
+    assert groups == [groups[0]] and groups[0]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("k", [-1, 5, 9])
+def test_partial_k_out_of_range(k):
+    with pytest.raises(ConfigError, match="trainable_groups"):
+        linear_backbone_module(Strategy(name="partial", trainable_groups=k))
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.5])
+def test_non_positive_gamma(gamma):
+    with pytest.raises(ConfigError, match=r"layer_decay \(gamma\) must be > 0"):
+        Strategy(layer_decay=gamma)
+
+
+@pytest.mark.parametrize("lr", [0.0, -1e-3])
+def test_non_positive_lr(lr):
+    with pytest.raises(ConfigError, match="optimizer.lr must be a positive number"):
+        linear_backbone_module(Strategy(), lr=lr)
