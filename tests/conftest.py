@@ -35,6 +35,7 @@ def make_cfg(tmp_path):
         with open_dict(cfg):
             cfg.paths.root_dir = str(tmp_path)
             cfg.paths.output_dir = str(tmp_path / "run")
+            del cfg["hydra"]  # as in a real run: the job sees it only through HydraConfig
         return cfg
 
     yield _make

@@ -81,13 +81,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
 
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = "best" if best else None
-    metrics = {}
     for stage in (trainer.validate, trainer.test):
         for results in stage(module, datamodule=dm, ckpt_path=ckpt, verbose=False):
             metrics.update(results)
-    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
     rows = module.parameter_report()
     metrics["params/trainable"] = sum(r["trainable"] for r in rows)
     metrics["params/total"] = sum(r["params"] for r in rows)

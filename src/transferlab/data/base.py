@@ -54,9 +54,15 @@ def stratified_indices(
             parts.append(np.array([], dtype=int))
             continue
         share = frac / (1 - sum(len(p) for p in parts) / len(labels))
-        rest, part = train_test_split(
-            rest, test_size=min(share, 0.999), stratify=labels[rest], random_state=seed
-        )
+        try:
+            rest, part = train_test_split(
+                rest, test_size=min(share, 0.999), stratify=labels[rest], random_state=seed
+            )
+        except ValueError as e:
+            raise ConfigError(
+                f"Cannot hold out {frac:.0%} of {len(labels)} images with every class in each "
+                f"split ({e}); use more data or a larger held-out fraction."
+            ) from e
         parts.append(np.sort(part))
     return [np.sort(rest), *parts]
 

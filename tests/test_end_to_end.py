@@ -1,0 +1,115 @@
+"""Whole runs: the CLI writes a complete run dir, eval reproduces test metrics, two-stage transfer
+loads the exported source backbone, and bad input gets one sentence and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transferlab.train import run_or_explain, train
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "data.batch_size=16"]
+
+
+def cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_run_then_eval(tmp_path):
+    run = tmp_path / "run"
+    res = cli("transferlab.train", "backbone=tiny", "backbone.weights=null", "data=synthetic",
+              "trainer.accelerator=cpu", "trainer.max_epochs=2", "print_config=false",
+              f"hydra.run.dir={run}", f"paths.log_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val/acc", "val/f1", "val/auroc", "test/acc", "test/precision", "test/recall",
+                "test/f1", "test/auroc", "train/loss_epoch", "params/trainable", "params/total"):
+        assert key in metrics, key
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "config.yaml",
+                 "csv/metrics.csv", "confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    assert "transferlab summary" in res.stdout
+
+    out = tmp_path / "eval"
+    res = cli("transferlab.evaluate", f"ckpt_path={run / 'checkpoints/best.ckpt'}",
+              "trainer.accelerator=cpu", f"hydra.run.dir={out}", f"paths.log_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    evaluated = json.loads((out / "metrics.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_cli_bad_input_is_one_sentence(tmp_path):
+    run = tmp_path / "run"
+    res = cli("transferlab.train", "backbone.name=resnt18", f"hydra.run.dir={run}",
+              f"paths.log_dir={tmp_path}")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: Unknown backbone 'resnt18'")
+    assert "resnet18" in res.stderr and "Traceback" not in res.stderr
+    assert not (run / "metrics.json").exists() and not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["strategy=partial", "strategy.trainable_groups=9"], "trainable_groups=9 but this backbone has only 5"),
+        (["data=image_folder", "data.root=/nonexistent/images"], "does not exist; set data.root"),
+        (["optimizer.lr=0"], "optimizer.lr must be a positive number"),
+        (["strategy=layer_decay", "strategy.layer_decay=0"], "layer_decay (gamma) must be > 0"),
+        (["backbone.weights=/nonexistent/w.safetensors"], "does not exist; check backbone.weights"),
+    ],
+)
+def test_bad_input_exits_with_one_sentence(make_cfg, capsys, overrides, message):
+    cfg = make_cfg(overrides)
+    with pytest.raises(SystemExit) as exit_info:
+        run_or_explain(train, cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not Path(cfg.paths.output_dir, "metrics.json").exists()
+
+
+def test_weights_that_do_not_fit(make_cfg, capsys, tmp_path):
+    cfg = make_cfg(["backbone=resnet18", "backbone.weights=null", "data=synthetic",
+                    f"export_backbone={tmp_path / 'r18.safetensors'}", "+trainer.fast_dev_run=true"])
+    train(cfg)
+    cfg = make_cfg([f"backbone.weights={tmp_path / 'r18.safetensors'}", "data=synthetic"])
+    with pytest.raises(SystemExit):
+        run_or_explain(train, cfg)
+    assert "does not fit this backbone" in capsys.readouterr().err
+
+
+def test_two_stage_transfer_loads_the_exported_backbone(make_cfg, tmp_path):
+    exported = tmp_path / "outputs" / "pretrained" / "mnist_source_test_resnet.safetensors"
+    source = make_cfg(["experiment=pretrain_source", *QUICK])
+    assert source.data.task == "source" and source.strategy.reinit
+    assert source.export_backbone == str(exported)
+    train(source)
+    assert exported.is_file()
+
+    target = make_cfg([f"backbone.weights={exported}", "strategy=feature_extraction", *QUICK])
+    assert target.data.task == "target"
+    metrics = train(target)
+    saved = torch.load(Path(target.paths.output_dir) / "checkpoints/last.ckpt", weights_only=True)
+    for key, value in load_file(exported).items():
+        torch.testing.assert_close(saved["state_dict"][f"backbone.model.{key}"], value)
+    assert metrics["params/trainable"] < metrics["params/total"]
+
+
+def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = make_cfg(["logger=wandb", "data=synthetic", *QUICK])
+    train(cfg)
+    runs = list(Path(cfg.paths.output_dir).rglob("offline-run-*"))
+    assert runs, "expected an offline W&B run folder in the run dir"

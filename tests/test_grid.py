@@ -1,0 +1,56 @@
+"""Every strategy x scheduler x data choice runs one fast_dev_run step with the tiny backbone."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import CONF
+from transferlab.train import train
+
+STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
+SCHEDULERS = sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml"))
+DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def fake_mnist_root(tmp_path_factory):
+    """A tiny MNIST in torchvision's raw idx format, so data=torchvision runs offline."""
+    root = tmp_path_factory.mktemp("tv")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 20)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes()
+        )
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, n) + labels.tobytes())
+    return root
+
+
+def data_overrides(data, image_folder, fake_mnist_root):
+    extra = {
+        "image_folder": [f"data.root={image_folder}", "data.image_size=32", "data.num_workers=0"],
+        "torchvision": ["data.name=MNIST", f"data.root={fake_mnist_root}", "data.num_workers=0"],
+    }
+    return [f"data={data}", "data.batch_size=8", *extra.get(data, [])]
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_combination_runs(make_cfg, image_folder, fake_mnist_root, strategy, scheduler, data):
+    cfg = make_cfg(
+        [f"strategy={strategy}", f"scheduler={scheduler}", "+trainer.fast_dev_run=true",
+         *data_overrides(data, image_folder, fake_mnist_root)]
+    )
+    metrics = train(cfg)
+    written = json.loads((cfg.paths.output_dir and open(f"{cfg.paths.output_dir}/metrics.json").read()))
+    assert written == metrics
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert 0 < metrics["params/trainable"] <= metrics["params/total"]
