@@ -14,13 +14,27 @@ CHOICES = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml")
 
 
 def test_expected_groups_exist():
-    for group in ("backbone", "strategy", "augmentation", "scheduler", "domain_adaptation",
-                  "data", "head", "optimizer", "trainer", "logger", "callbacks", "paths",
-                  "experiment"):
+    for group in (
+        "backbone",
+        "strategy",
+        "augmentation",
+        "scheduler",
+        "domain_adaptation",
+        "data",
+        "head",
+        "optimizer",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "experiment",
+    ):
         assert group in GROUPS, group
 
 
-@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF)))
+@pytest.mark.parametrize(
+    "path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF))
+)
 def test_yaml_parses_and_starts_with_a_comment(path):
     text = path.read_text()
     yaml.safe_load(text)

@@ -151,16 +151,7 @@ def test_mnist_split_tasks_cover_their_digits_without_overlap(task):
         (20, 20),
         (100, 50),
         (449, 50),
-        pytest.param(
-            50,
-            50,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="src bug: float rounding in MnistSplit.load gives 249 train images "
-                "(49 of digit 9) for the default n_per_class=50, n_val_per_class=50",
-            ),
-        ),
+        (50, 50),
     ],
 )
 def test_mnist_split_target_has_exactly_n_per_class(n_per_class, n_val_per_class):

@@ -21,28 +21,63 @@ QUICK = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "data.batch_s
 
 def cli(module: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_run_then_eval(tmp_path):
     run = tmp_path / "run"
-    res = cli("transferlab.train", "backbone=tiny", "backbone.weights=null", "data=synthetic",
-              "trainer.accelerator=cpu", "trainer.max_epochs=2", "print_config=false",
-              f"hydra.run.dir={run}", f"paths.log_dir={tmp_path}")
+    res = cli(
+        "transferlab.train",
+        "backbone=tiny",
+        "backbone.weights=null",
+        "data=synthetic",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=2",
+        "print_config=false",
+        f"hydra.run.dir={run}",
+        f"paths.log_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("val/acc", "val/f1", "val/auroc", "test/acc", "test/precision", "test/recall",
-                "test/f1", "test/auroc", "train/loss_epoch", "params/trainable", "params/total"):
+    for key in (
+        "val/acc",
+        "val/f1",
+        "val/auroc",
+        "test/acc",
+        "test/precision",
+        "test/recall",
+        "test/f1",
+        "test/auroc",
+        "train/loss_epoch",
+        "params/trainable",
+        "params/total",
+    ):
         assert key in metrics, key
-    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "config.yaml",
-                 "csv/metrics.csv", "confusion_matrix.png"):
+    for name in (
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "config.yaml",
+        "csv/metrics.csv",
+        "confusion_matrix.png",
+    ):
         assert (run / name).is_file(), name
     assert "transferlab summary" in res.stdout
 
     out = tmp_path / "eval"
-    res = cli("transferlab.evaluate", f"ckpt_path={run / 'checkpoints/best.ckpt'}",
-              "trainer.accelerator=cpu", f"hydra.run.dir={out}", f"paths.log_dir={tmp_path}")
+    res = cli(
+        "transferlab.evaluate",
+        f"ckpt_path={run / 'checkpoints/best.ckpt'}",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={out}",
+        f"paths.log_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     evaluated = json.loads((out / "metrics.json").read_text())
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
@@ -50,8 +85,12 @@ def test_cli_run_then_eval(tmp_path):
 
 def test_cli_bad_input_is_one_sentence(tmp_path):
     run = tmp_path / "run"
-    res = cli("transferlab.train", "backbone.name=resnt18", f"hydra.run.dir={run}",
-              f"paths.log_dir={tmp_path}")
+    res = cli(
+        "transferlab.train",
+        "backbone.name=resnt18",
+        f"hydra.run.dir={run}",
+        f"paths.log_dir={tmp_path}",
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: Unknown backbone 'resnt18'")
     assert "resnet18" in res.stderr and "Traceback" not in res.stderr
@@ -61,7 +100,10 @@ def test_cli_bad_input_is_one_sentence(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["strategy=partial", "strategy.trainable_groups=9"], "trainable_groups=9 but this backbone has only 5"),
+        (
+            ["strategy=partial", "strategy.trainable_groups=9"],
+            "trainable_groups=9 but this backbone has only 5",
+        ),
         (["data=image_folder", "data.root=/nonexistent/images"], "does not exist; set data.root"),
         (["optimizer.lr=0"], "optimizer.lr must be a positive number"),
         (["strategy=layer_decay", "strategy.layer_decay=0"], "layer_decay (gamma) must be > 0"),
@@ -79,8 +121,15 @@ def test_bad_input_exits_with_one_sentence(make_cfg, capsys, overrides, message)
 
 
 def test_weights_that_do_not_fit(make_cfg, capsys, tmp_path):
-    cfg = make_cfg(["backbone=resnet18", "backbone.weights=null", "data=synthetic",
-                    f"export_backbone={tmp_path / 'r18.safetensors'}", "+trainer.fast_dev_run=true"])
+    cfg = make_cfg(
+        [
+            "backbone=resnet18",
+            "backbone.weights=null",
+            "data=synthetic",
+            f"export_backbone={tmp_path / 'r18.safetensors'}",
+            "+trainer.fast_dev_run=true",
+        ]
+    )
     train(cfg)
     cfg = make_cfg([f"backbone.weights={tmp_path / 'r18.safetensors'}", "data=synthetic"])
     with pytest.raises(SystemExit):

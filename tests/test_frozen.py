@@ -23,9 +23,15 @@ def fit_a_few_steps(make_cfg, overrides):
             for n, p in pl_module.named_parameters():
                 grads[n] = grads.get(n, False) or p.grad is not None
 
-    trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, callbacks=[RecordGrads()],
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[RecordGrads()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=dm)
     return module, before, grads
 
@@ -42,21 +48,27 @@ def test_feature_extraction_freezes_every_backbone_weight_and_bn_stat(make_cfg):
 
 
 def test_partial_trains_top_groups_only(make_cfg):
-    module, before, grads = fit_a_few_steps(make_cfg, ["strategy=partial", "strategy.trainable_groups=1"])
+    module, before, grads = fit_a_few_steps(
+        make_cfg, ["strategy=partial", "strategy.trainable_groups=1"]
+    )
     after = module.state_dict()
     top = set(module.backbone.groups[-1].param_names)
-    for name, p in module.backbone.model.named_parameters():
+    for name, _ in module.backbone.model.named_parameters():
         changed = not torch.equal(before[f"backbone.model.{name}"], after[f"backbone.model.{name}"])
         assert changed == (name in top), name
         assert grads[f"backbone.model.{name}"] == (name in top), name
     # BatchNorm running statistics of the frozen groups stay put under strategy.bn=frozen
     for key in before:
-        if "running_mean" in key and not any(key.startswith(f"backbone.model.{n.rsplit('.', 1)[0]}") for n in top):
+        if "running_mean" in key and not any(
+            key.startswith(f"backbone.model.{n.rsplit('.', 1)[0]}") for n in top
+        ):
             assert torch.equal(before[key], after[key]), key
 
 
 def test_bn_train_policy_updates_frozen_statistics(make_cfg):
-    module, before, _ = fit_a_few_steps(make_cfg, ["strategy=feature_extraction", "strategy.bn=train"])
+    module, before, _ = fit_a_few_steps(
+        make_cfg, ["strategy=feature_extraction", "strategy.bn=train"]
+    )
     after = module.state_dict()
     stats = [k for k in before if k.startswith("backbone.") and k.endswith("running_mean")]
     assert stats and any(not torch.equal(before[k], after[k]) for k in stats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,9 @@ def fake_mnist_root(tmp_path_factory):
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
             struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes()
         )
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, n) + labels.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">ii", 2049, n) + labels.tobytes()
+        )
     return root
 
 
@@ -46,11 +49,15 @@ def data_overrides(data, image_folder, fake_mnist_root):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_combination_runs(make_cfg, image_folder, fake_mnist_root, strategy, scheduler, data):
     cfg = make_cfg(
-        [f"strategy={strategy}", f"scheduler={scheduler}", "+trainer.fast_dev_run=true",
-         *data_overrides(data, image_folder, fake_mnist_root)]
+        [
+            f"strategy={strategy}",
+            f"scheduler={scheduler}",
+            "+trainer.fast_dev_run=true",
+            *data_overrides(data, image_folder, fake_mnist_root),
+        ]
     )
     metrics = train(cfg)
-    written = json.loads((cfg.paths.output_dir and open(f"{cfg.paths.output_dir}/metrics.json").read()))
+    written = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     assert written == metrics
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert 0 < metrics["params/trainable"] <= metrics["params/total"]

@@ -47,7 +47,13 @@ def test_parameter_count_worked_example():
     assert trainable(fe) == 65_922
     assert trainable(partial) == 591_234
     rows = {r["group"]: r for r in partial.parameter_report()}
-    assert [r["trainable"] > 0 for r in partial.parameter_report()] == [False, False, True, True, True]
+    assert [r["trainable"] > 0 for r in partial.parameter_report()] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
     assert rows["head"]["lr"] == pytest.approx(1e-3)
 
 
@@ -56,7 +62,8 @@ def test_one_param_group_per_layer_group_with_multiplied_lr():
     opt = module.configure_optimizers()
     by_name = {g["name"]: g for g in opt.param_groups}
     assert set(by_name) == {f"{i}{s}" for i in "0123" for s in ("", "/no_decay")} | {
-        "head", "head/no_decay"
+        "head",
+        "head/no_decay",
     }
     assert by_name["0"]["lr"] == 0.0 and by_name["0"]["lr_mult"] == 0.0
     assert by_name["3"]["lr"] == pytest.approx(1e-4)

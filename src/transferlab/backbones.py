@@ -106,7 +106,9 @@ def create_backbone(
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for names."
         raise ConfigError(f"Unknown backbone '{name}': {hint}")
     if pretrained and weights:
-        raise ConfigError("Set either backbone.pretrained=true or backbone.weights=<file>, not both.")
+        raise ConfigError(
+            "Set either backbone.pretrained=true or backbone.weights=<file>, not both."
+        )
     kwargs = {"num_classes": 0, "in_chans": in_chans}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
@@ -136,8 +138,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -163,7 +166,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
             continue
         want = own[key].shape
         if value.shape != want and key.removesuffix(".weight") in first_convs and value.ndim == 4:
-            state[key] = adapt_input_conv(want[1], value)  # grey data on RGB weights and reverse
+            state[key] = adapt_first_conv(value, want[1])
         elif value.shape != want:
             raise ConfigError(
                 f"Weights file '{path}' does not fit this backbone: '{key}' has shape "
@@ -181,6 +184,14 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
             "model the file was saved from."
         )
     model.load_state_dict(state, strict=False)  # only BN batch counters may be absent
+
+
+def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Fit first-conv weights to ``in_chans`` inputs: RGB weights on grey data (timm sums the
+    channels) and grey weights on RGB data (spread evenly, so a grey image gives the same output)."""
+    if weight.shape[1] == 1 and in_chans > 1:
+        return weight.repeat(1, in_chans, 1, 1) / in_chans
+    return adapt_input_conv(in_chans, weight)
 
 
 def _is_buffer_counter(key: str) -> bool:

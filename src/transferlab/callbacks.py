@@ -11,7 +11,9 @@ def parameter_table(rows: list[dict]) -> Table:
     """A rich table of the module's parameter report, with a total line."""
     total = sum(r["params"] for r in rows)
     trainable = sum(r["trainable"] for r in rows)
-    table = Table(caption=f"{trainable:,} of {total:,} parameters trainable ({100 * trainable / max(total, 1):.1f}%)")
+    table = Table(
+        caption=f"{trainable:,} of {total:,} parameters trainable ({100 * trainable / max(total, 1):.1f}%)"
+    )
     for col in ("group", "params", "trainable", "lr"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for r in rows:

@@ -24,10 +24,14 @@ log = logging.getLogger("transferlab")
 
 def read_checkpoint(path: str) -> dict:
     if not Path(path).is_file():
-        raise ConfigError(f"Checkpoint '{path}' does not exist; pass ckpt_path=<run dir>/checkpoints/best.ckpt.")
+        raise ConfigError(
+            f"Checkpoint '{path}' does not exist; pass ckpt_path=<run dir>/checkpoints/best.ckpt."
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "transferlab" not in ckpt:
-        raise ConfigError(f"'{path}' is not a transferlab checkpoint; pass one written by transferlab-train.")
+        raise ConfigError(
+            f"'{path}' is not a transferlab checkpoint; pass one written by transferlab-train."
+        )
     return ckpt
 
 
@@ -50,8 +54,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"The checkpoint expects {channels}-channel images but this data has {dm.channels}; "
             f"set data.channels={channels} (image folders) or use matching data."
         )
-    module = build_module(train_cfg, classes, channels, [0.0] * channels, [1.0] * channels,
-                          extra=saved, load_weights=False)
+    module = build_module(
+        train_cfg,
+        classes,
+        channels,
+        [0.0] * channels,
+        [1.0] * channels,
+        extra=saved,
+        load_weights=False,
+    )
     module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
     trainer: pl.Trainer = instantiate(cfg.trainer)
     results = trainer.test(module, datamodule=dm, verbose=True)[0]

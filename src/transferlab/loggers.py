@@ -20,9 +20,7 @@ def wandb_has_credentials() -> bool:
     return auth is not None
 
 
-def wandb_logger(
-    project: str, save_dir: str, offline: bool | None = None, **kwargs
-) -> WandbLogger:
+def wandb_logger(project: str, save_dir: str, offline: bool | None = None, **kwargs) -> WandbLogger:
     """A W&B logger that falls back to offline mode when no credentials are configured.
 
     Args:
@@ -33,6 +31,8 @@ def wandb_logger(
         **kwargs: passed to :class:`~pytorch_lightning.loggers.WandbLogger` (group, tags, ...).
     """
     if offline is None:
-        offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_has_credentials()
+        offline = (
+            os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_has_credentials()
+        )
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, save_dir=save_dir, offline=offline, **kwargs)

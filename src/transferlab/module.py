@@ -98,14 +98,18 @@ class TransferModule(pl.LightningModule):
 
     def apply_multipliers(self) -> None:
         """Freeze (``requires_grad=False``) exactly the groups whose multiplier is 0."""
-        for (_, params), mult in zip(self.named_group_parameters(), self.lr_multipliers, strict=True):
+        for (_, params), mult in zip(
+            self.named_group_parameters(), self.lr_multipliers, strict=True
+        ):
             for _, p in params:
                 p.requires_grad_(mult > 0)
 
     def frozen_batchnorms(self) -> list[_BatchNorm]:
         frozen = {
             n
-            for (_, params), m in zip(self.named_group_parameters(), self.lr_multipliers, strict=True)
+            for (_, params), m in zip(
+                self.named_group_parameters(), self.lr_multipliers, strict=True
+            )
             if m == 0
             for n, _ in params
         }
@@ -128,10 +132,14 @@ class TransferModule(pl.LightningModule):
     def parameter_report(self) -> list[dict]:
         """One row per group: name, parameter count, trainable count and peak LR."""
         rows = []
-        for (name, params), mult in zip(self.named_group_parameters(), self.lr_multipliers, strict=True):
+        for (name, params), mult in zip(
+            self.named_group_parameters(), self.lr_multipliers, strict=True
+        ):
             n = sum(p.numel() for _, p in params)
             trainable = sum(p.numel() for _, p in params if p.requires_grad)
-            rows.append({"group": name, "params": n, "trainable": trainable, "lr": self.base_lr * mult})
+            rows.append(
+                {"group": name, "params": n, "trainable": trainable, "lr": self.base_lr * mult}
+            )
         return rows
 
     # -- forward and steps -------------------------------------------------------------------
@@ -186,7 +194,10 @@ class TransferModule(pl.LightningModule):
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = MultiplierLR(optimizer, self.schedule, total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["transferlab"] = {**self.extra, "lr_multipliers": list(self.lr_multipliers)}

@@ -96,7 +96,9 @@ class Cosine:
         if step < w:
             return (step + 1) / w
         progress = min(1.0, (step - w) / max(1, total - w))
-        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
+            1 + math.cos(math.pi * progress)
+        )
 
 
 def _warmup_steps(total: int, warmup: float) -> int:

@@ -25,8 +25,15 @@ def save_confusion_matrix(cm: torch.Tensor, class_names: list[str], path: str | 
         for i in range(n):
             for j in range(n):
                 v = int(cm[i, j])
-                ax.text(j, i, v, ha="center", va="center", fontsize=7,
-                        color="white" if v > peak / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    v,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > peak / 2 else "black",
+                )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

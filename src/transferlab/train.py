@@ -103,7 +103,9 @@ def write_outputs(cfg: DictConfig, module: TransferModule, metrics: dict, out: P
 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if module.confusion_matrix is not None:
-        save_confusion_matrix(module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png")
+        save_confusion_matrix(
+            module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png"
+        )
     if cfg.get("export_backbone"):
         from safetensors.torch import save_file
 
@@ -120,7 +122,9 @@ def print_summary(metrics: dict, out: Path, best: str) -> None:
 
     keys = [k for k in ("val/acc", "test/acc", "test/f1", "test/auroc") if k in metrics]
     lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
-    lines.append(f"  {'trainable params':<18}{int(metrics['params/trainable']):,} of {int(metrics['params/total']):,}")
+    lines.append(
+        f"  {'trainable params':<18}{int(metrics['params/trainable']):,} of {int(metrics['params/total']):,}"
+    )
     lines.append(f"  {'wall time':<18}{metrics['time/wall_s']:.1f} s")
     lines.append(f"  {'run dir':<18}{out}")
     if best:

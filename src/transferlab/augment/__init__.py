@@ -34,7 +34,9 @@ def basic(
     """
     lo, hi = scale
     if not 0 < lo <= hi <= 1:
-        raise ConfigError(f"augmentation.scale must satisfy 0 < min <= max <= 1, got {list(scale)}.")
+        raise ConfigError(
+            f"augmentation.scale must satisfy 0 < min <= max <= 1, got {list(scale)}."
+        )
     ops = [v2.RandomResizedCrop(image_size, scale=(lo, hi), antialias=True)]
     if hflip:
         ops.append(v2.RandomHorizontalFlip(hflip))

@@ -50,13 +50,13 @@ def stratified_indices(
     rest = np.arange(len(labels))
     parts = []
     for frac in fractions:
-        if frac <= 0:
+        size = int(round(frac * len(labels)))  # whole counts: float shares round unpredictably
+        if size == 0:
             parts.append(np.array([], dtype=int))
             continue
-        share = frac / (1 - sum(len(p) for p in parts) / len(labels))
         try:
             rest, part = train_test_split(
-                rest, test_size=min(share, 0.999), stratify=labels[rest], random_state=seed
+                rest, test_size=size, stratify=labels[rest], random_state=seed
             )
         except ValueError as e:
             raise ConfigError(
@@ -141,7 +141,10 @@ class ImageDataModule(pl.LightningDataModule):
             return
         splits = self.load()
         resized = {
-            name: (resize_images(getattr(splits, name)[0], self.image_size), getattr(splits, name)[1])
+            name: (
+                resize_images(getattr(splits, name)[0], self.image_size),
+                getattr(splits, name)[1],
+            )
             for name in ("train", "val", "test")
         }
         self.splits = Splits(**resized, class_names=splits.class_names)
@@ -163,7 +166,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         x, y = getattr(self._loaded(), split)
-        transform = self.augmentation(x.shape[-1], x.shape[1]) if train and self.augmentation else None
+        transform = (
+            self.augmentation(x.shape[-1], x.shape[1]) if train and self.augmentation else None
+        )
         workers = self.num_workers
         return DataLoader(
             TensorImageDataset(x, y, transform),

@@ -23,7 +23,9 @@ class ArraySplitDataModule(ImageDataModule):
 
     def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, **kwargs):
         super().__init__(**kwargs)
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        if not (
+            0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1
+        ):
             raise ConfigError(
                 "data.val_fraction and data.test_fraction must be in [0, 1) with a sum below 1, "
                 f"got {val_fraction} and {test_fraction}."

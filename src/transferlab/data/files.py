@@ -58,8 +58,13 @@ class ImageFolderData(ImageDataModule):
         if channels not in MODES:
             raise ConfigError(f"data.channels must be 1 or 3, got {channels}.")
         if not self.image_size:
-            raise ConfigError("data.image_size must be set for image folders (images differ in size).")
-        self.root, self.channels_, = Path(root), channels
+            raise ConfigError(
+                "data.image_size must be set for image folders (images differ in size)."
+            )
+        (
+            self.root,
+            self.channels_,
+        ) = Path(root), channels
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
     def _scan(self, folder: Path, classes: list[str] | None = None):
@@ -97,8 +102,12 @@ class ImageFolderData(ImageDataModule):
                 return Splits(train, _stack(vp, vl, c, s), _stack(tp, tl, c, s), classes)
             val_i, test_i = stratified_indices(vl, [0.5], self.seed)
             vp = np.asarray(vp)
-            return Splits(train, _stack(vp[val_i], vl[val_i], c, s),
-                          _stack(vp[test_i], vl[test_i], c, s), classes)
+            return Splits(
+                train,
+                _stack(vp[val_i], vl[val_i], c, s),
+                _stack(vp[test_i], vl[test_i], c, s),
+                classes,
+            )
         paths, labels, classes = self._scan(self.root)
         parts = stratified_indices(labels, [self.val_fraction, self.test_fraction], self.seed)
         paths = np.asarray(paths)
@@ -117,11 +126,15 @@ class TorchvisionData(ImageDataModule):
         **kwargs: see :class:`ImageDataModule`.
     """
 
-    def __init__(self, name: str, root: str, download: bool = False, val_fraction: float = 0.1,
-                 **kwargs):
+    def __init__(
+        self, name: str, root: str, download: bool = False, val_fraction: float = 0.1, **kwargs
+    ):
         super().__init__(**kwargs)
-        if not hasattr(datasets, name):
-            raise ConfigError(f"torchvision has no dataset '{name}'; check data.name (e.g. CIFAR10).")
+        cls = getattr(datasets, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, datasets.VisionDataset)):
+            raise ConfigError(
+                f"torchvision has no dataset '{name}'; check data.name (e.g. CIFAR10)."
+            )
         self.name, self.root, self.download, self.val_fraction = name, root, download, val_fraction
 
     def _split(self, train: bool):
@@ -138,8 +151,10 @@ class TorchvisionData(ImageDataModule):
 
     @staticmethod
     def _to_tensors(ds) -> tuple[torch.Tensor, np.ndarray]:
-        pairs = [(F.pil_to_tensor(img) if isinstance(img, Image.Image) else torch.as_tensor(img),
-                  label) for img, label in ds]
+        pairs = [
+            (F.pil_to_tensor(img) if isinstance(img, Image.Image) else torch.as_tensor(img), label)
+            for img, label in ds
+        ]
         x = torch.stack([p[0] if p[0].ndim == 3 else p[0][None] for p in pairs])
         return x.to(torch.uint8), np.asarray([p[1] for p in pairs])
 
