@@ -154,7 +154,7 @@ def test_two_stage_transfer_loads_the_exported_backbone(make_cfg, tmp_path):
     assert metrics["params/trainable"] < metrics["params/total"]
 
 
-def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path):
+def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -162,3 +162,4 @@ def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path):
     train(cfg)
     runs = list(Path(cfg.paths.output_dir).rglob("offline-run-*"))
     assert runs, "expected an offline W&B run folder in the run dir"
+    assert f"wandb sync {runs[0]}" in capsys.readouterr().out

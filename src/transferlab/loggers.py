@@ -36,3 +36,17 @@ def wandb_logger(project: str, save_dir: str, offline: bool | None = None, **kwa
         )
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, save_dir=save_dir, offline=offline, **kwargs)
+
+
+def finish_loggers(loggers) -> None:
+    """Close W&B runs (so the next job of a sweep starts a fresh one) and say how to upload
+    offline runs."""
+    for lg in loggers:
+        if not isinstance(lg, WandbLogger) or lg._experiment is None:
+            continue
+        run = lg.experiment
+        offline = run.settings.mode in ("offline", "dryrun") if run.settings else False
+        run_dir = Path(run.dir).parent
+        run.finish()
+        if offline:
+            print(f"W&B run saved offline; upload it with: wandb sync {run_dir}")

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import ImageDataModule
 from transferlab.errors import ConfigError
+from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
 
 log = logging.getLogger("transferlab")
@@ -79,23 +80,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for lg in loggers:
         lg.log_hyperparams(resolved)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt = "best" if best else None
-    for stage in (trainer.validate, trainer.test):
-        for results in stage(module, datamodule=dm, ckpt_path=ckpt, verbose=False):
-            metrics.update(results)
-    rows = module.parameter_report()
-    metrics["params/trainable"] = sum(r["trainable"] for r in rows)
-    metrics["params/total"] = sum(r["params"] for r in rows)
+    try:
+        metrics, best = fit_and_evaluate(trainer, module, dm, cfg.get("ckpt_path"))
+    finally:
+        finish_loggers(loggers)
     metrics["time/wall_s"] = round(time.perf_counter() - start, 2)
-    metrics = {k: float(v) for k, v in sorted(metrics.items())}
-
     if trainer.is_global_zero:
         write_outputs(cfg, module, metrics, out, best)
     return metrics
+
+
+def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path: str | None):
+    """Fit, then score the best checkpoint on val and test; returns (metrics, best ckpt path)."""
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for stage in (trainer.validate, trainer.test):
+        for results in stage(
+            module, datamodule=dm, ckpt_path="best" if best else None, verbose=False
+        ):
+            metrics.update({k: float(v) for k, v in results.items()})
+    rows = module.parameter_report()
+    metrics["params/trainable"] = float(sum(r["trainable"] for r in rows))
+    metrics["params/total"] = float(sum(r["params"] for r in rows))
+    return dict(sorted(metrics.items())), best
 
 
 def write_outputs(cfg: DictConfig, module: TransferModule, metrics: dict, out: Path, best: str):
