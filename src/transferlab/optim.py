@@ -7,9 +7,7 @@ the list of groups, so schedulers, checkpoint resume and DDP keep working.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from torch import nn
 from torch.optim import Optimizer
@@ -63,53 +61,6 @@ def set_group_multiplier(optimizer: Optimizer, group: str, mult: float) -> None:
     for pg in optimizer.param_groups:
         if pg["group"] == group:
             pg["lr_mult"] = float(mult)
-
-
-@dataclass
-class Constant:
-    """A flat schedule after an optional linear warm-up.
-
-    Args:
-        warmup: warm-up length, in steps (>= 1) or as a fraction of training (< 1).
-    """
-
-    warmup: float = 0.0
-
-    def __call__(self, step: int, total: int) -> float:
-        return _warmup_factor(step, total, self.warmup) or 1.0
-
-
-@dataclass
-class Cosine:
-    """Cosine decay from 1 to ``min_lr_ratio`` over training, after an optional linear warm-up.
-
-    Args:
-        warmup: warm-up length, in steps (>= 1) or as a fraction of training (< 1).
-        min_lr_ratio: final LR as a fraction of the peak.
-    """
-
-    warmup: float = 0.0
-    min_lr_ratio: float = 0.0
-
-    def __call__(self, step: int, total: int) -> float:
-        w = _warmup_steps(total, self.warmup)
-        if step < w:
-            return (step + 1) / w
-        progress = min(1.0, (step - w) / max(1, total - w))
-        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
-
-
-def _warmup_steps(total: int, warmup: float) -> int:
-    if warmup < 0:
-        raise ConfigError(f"scheduler.warmup must be >= 0, got {warmup}.")
-    return int(round(warmup * total)) if warmup < 1 else int(warmup)
-
-
-def _warmup_factor(step: int, total: int, warmup: float) -> float | None:
-    w = _warmup_steps(total, warmup)
-    return (step + 1) / w if step < w else None
 
 
 class MultiplierLR(LRScheduler):
