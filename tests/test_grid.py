@@ -1,4 +1,7 @@
-"""Every strategy x scheduler x data choice runs one fast_dev_run step with the tiny backbone."""
+"""Every strategy x scheduler x data choice runs a fast_dev_run step with the tiny backbone.
+
+The fast suite covers every pair (strategy x scheduler, strategy x data); the full three-way
+product runs under `make test-slow`."""
 
 from __future__ import annotations
 
@@ -44,20 +47,39 @@ def data_overrides(data, image_folder, fake_mnist_root):
     return [f"data={data}", "data.batch_size=8", *extra.get(data, [])]
 
 
-@pytest.mark.parametrize("data", DATA)
-@pytest.mark.parametrize("scheduler", SCHEDULERS)
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_combination_runs(make_cfg, image_folder, fake_mnist_root, strategy, scheduler, data):
-    cfg = make_cfg(
-        [
-            f"strategy={strategy}",
-            f"scheduler={scheduler}",
-            "+trainer.fast_dev_run=true",
-            *data_overrides(data, image_folder, fake_mnist_root),
-        ]
-    )
+def run_one(make_cfg, overrides):
+    cfg = make_cfg(["+trainer.fast_dev_run=true", *overrides])
     metrics = train(cfg)
     written = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     assert written == metrics
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert 0 < metrics["params/trainable"] <= metrics["params/total"]
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategy_x_scheduler(make_cfg, strategy, scheduler):
+    run_one(make_cfg, [f"strategy={strategy}", f"scheduler={scheduler}", "data=synthetic"])
+
+
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_strategy_x_data(make_cfg, image_folder, fake_mnist_root, strategy, data):
+    run_one(
+        make_cfg, [f"strategy={strategy}", *data_overrides(data, image_folder, fake_mnist_root)]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", DATA)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_full_grid(make_cfg, image_folder, fake_mnist_root, strategy, scheduler, data):
+    run_one(
+        make_cfg,
+        [
+            f"strategy={strategy}",
+            f"scheduler={scheduler}",
+            *data_overrides(data, image_folder, fake_mnist_root),
+        ],
+    )

@@ -3,7 +3,9 @@ param groups whose LR multipliers the strategy sets."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
@@ -21,7 +23,7 @@ from torchmetrics.classification import (
 
 from transferlab.backbones import HEAD_GROUP, Backbone
 from transferlab.errors import ConfigError
-from transferlab.optim import MultiplierLR, build_param_groups
+from transferlab.optim import MultiplierLR, build_param_groups, refresh_lrs, set_group_multiplier
 from transferlab.strategies import Strategy, backbone_multipliers
 
 
@@ -104,6 +106,38 @@ class TransferModule(pl.LightningModule):
             for _, p in params:
                 p.requires_grad_(mult > 0)
 
+    def set_trainable_top(self, k: int) -> list[str]:
+        """Train exactly the top ``k`` backbone groups (and the head); returns newly opened groups.
+
+        Multipliers change in place, in the module and in the optimizer's existing param groups.
+        """
+        n = len(self.backbone.groups)
+        full = backbone_multipliers(replace(self.strategy, trainable_groups="all"), n)
+        new = [m if i >= n - k else 0.0 for i, m in enumerate(full)] + [1.0]
+        opened = [
+            g
+            for g, old, m in zip(self.group_names, self.lr_multipliers, new, strict=True)
+            if old == 0 < m
+        ]
+        self.lr_multipliers = new
+        self.apply_multipliers()
+        if self._trainer is not None and self.trainer.optimizers:
+            optimizer = self.trainer.optimizers[0]
+            for name, mult in zip(self.group_names, new, strict=True):
+                set_group_multiplier(optimizer, name, mult)
+            configs = self.trainer.lr_scheduler_configs
+            refresh_lrs(optimizer, configs[0].scheduler if configs else None)
+        if self.training:
+            self.train()  # re-apply the BN policy to the new frozen set
+        return opened
+
+    def has_validation(self) -> bool:
+        return (
+            self._trainer is not None
+            and self.trainer.datamodule is not None
+            and bool(len(self.trainer.datamodule.val_dataloader()))
+        )
+
     def frozen_batchnorms(self) -> list[_BatchNorm]:
         frozen = {
             n
@@ -162,7 +196,7 @@ class TransferModule(pl.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, y)
         metrics.update(logits.softmax(-1), y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log_dict(metrics, on_epoch=True, prog_bar=False)
         return logits
 
@@ -192,7 +226,8 @@ class TransferModule(pl.LightningModule):
         optimizer = self.optimizer_factory(groups)
         if self.schedule is None:
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else 0  # MultiplierLR rejects unknown lengths
         scheduler = MultiplierLR(optimizer, self.schedule, total)
         return {
             "optimizer": optimizer,

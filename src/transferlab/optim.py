@@ -63,6 +63,18 @@ def set_group_multiplier(optimizer: Optimizer, group: str, mult: float) -> None:
             pg["lr_mult"] = float(mult)
 
 
+def refresh_lrs(optimizer: Optimizer, scheduler: MultiplierLR | None) -> None:
+    """Recompute every group's current LR after multipliers changed, so the very next step
+    already uses them (schedulers only update LRs after a step)."""
+    lrs = (
+        scheduler.get_lr()
+        if scheduler
+        else [pg["initial_lr"] * pg["lr_mult"] for pg in optimizer.param_groups]
+    )
+    for pg, lr in zip(optimizer.param_groups, lrs, strict=True):
+        pg["lr"] = lr
+
+
 class MultiplierLR(LRScheduler):
     """Sets every group's LR to ``initial_lr * lr_mult * schedule(step, total_steps)``.
 
@@ -78,10 +90,18 @@ class MultiplierLR(LRScheduler):
             )
         self.schedule = schedule
         self.total_steps = total_steps
+        self.rewarm_start, self.rewarm_steps = 0, 0
         super().__init__(optimizer, last_epoch)
+
+    def restart_warmup(self, steps: int) -> None:
+        """Ramp every LR linearly up again over the next ``steps`` steps (two-phase recipes)."""
+        self.rewarm_start, self.rewarm_steps = self.last_epoch, steps
+        refresh_lrs(self.optimizer, self)
 
     def get_lr(self) -> list[float]:
         factor = self.schedule(self.last_epoch, self.total_steps)
+        if self.rewarm_steps:
+            factor *= min(1.0, (self.last_epoch - self.rewarm_start + 1) / self.rewarm_steps)
         return [
             base * pg["lr_mult"] * factor
             for base, pg in zip(self.base_lrs, self.optimizer.param_groups, strict=True)

@@ -21,6 +21,7 @@ from transferlab.data import ImageDataModule
 from transferlab.errors import ConfigError
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
+from transferlab.strategies import Unfreezer
 
 log = logging.getLogger("transferlab")
 
@@ -76,6 +77,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if module.strategy.unfreeze is not None:
+        callbacks.append(Unfreezer(module.strategy.unfreeze))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for lg in loggers:
         lg.log_hyperparams(resolved)

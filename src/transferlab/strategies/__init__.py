@@ -6,5 +6,13 @@ from transferlab.strategies.core import (
     layer_decay_multipliers,
     trainable_mask,
 )
+from transferlab.strategies.unfreeze import Unfreezer, UnfreezeSchedule
 
-__all__ = ["Strategy", "backbone_multipliers", "layer_decay_multipliers", "trainable_mask"]
+__all__ = [
+    "Strategy",
+    "UnfreezeSchedule",
+    "Unfreezer",
+    "backbone_multipliers",
+    "layer_decay_multipliers",
+    "trainable_mask",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.errors import ConfigError
+from transferlab.strategies.unfreeze import UnfreezeSchedule
 
 BN_POLICIES = ("frozen", "train")
 
@@ -25,6 +26,7 @@ class Strategy:
         backbone_lr_mult: LR of the trainable backbone groups relative to the head's.
         layer_decay: gamma of layer-wise LR decay; group l of L (head on top) gets gamma^(L-l).
         reinit: start the backbone from random weights (ignores backbone weights).
+        unfreeze: when to unfreeze more groups during training (gradual unfreezing, two-phase).
         bn: ``frozen`` keeps BatchNorm layers of frozen groups in eval mode (running statistics
             untouched); ``train`` lets them keep updating their statistics.
     """
@@ -35,6 +37,7 @@ class Strategy:
     layer_decay: float = 1.0
     reinit: bool = False
     bn: str = "frozen"
+    unfreeze: UnfreezeSchedule | None = None
 
     def __post_init__(self):
         if self.backbone_lr_mult < 0:
