@@ -153,7 +153,7 @@ def test_grey_weights_load_into_rgb_model(tmp_path):
     grey = create_backbone("test_resnet", in_chans=1, weights=str(tmp_path / "grey.pth")).eval()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():  # a grey image shown as RGB gives the grey model's features
-        torch.testing.assert_close(backbone(x.repeat(1, 3, 1, 1)), grey(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(backbone(x.repeat(1, 3, 1, 1)), grey(x), atol=1e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize(
