@@ -47,7 +47,8 @@ def data_overrides(data, image_folder, fake_mnist_root):
     return [f"data={data}", "data.batch_size=8", *extra.get(data, [])]
 
 
-def run_one(make_cfg, overrides):
+def check_combination(make_cfg, overrides):
+    """A fast_dev_run writes metrics.json equal to the returned metrics, with sane values."""
     cfg = make_cfg(["+trainer.fast_dev_run=true", *overrides])
     metrics = train(cfg)
     written = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
@@ -59,13 +60,15 @@ def run_one(make_cfg, overrides):
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_strategy_x_scheduler(make_cfg, strategy, scheduler):
-    run_one(make_cfg, [f"strategy={strategy}", f"scheduler={scheduler}", "data=synthetic"])
+    check_combination(
+        make_cfg, [f"strategy={strategy}", f"scheduler={scheduler}", "data=synthetic"]
+    )
 
 
 @pytest.mark.parametrize("data", DATA)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_strategy_x_data(make_cfg, image_folder, fake_mnist_root, strategy, data):
-    run_one(
+    check_combination(
         make_cfg, [f"strategy={strategy}", *data_overrides(data, image_folder, fake_mnist_root)]
     )
 
@@ -75,7 +78,7 @@ def test_strategy_x_data(make_cfg, image_folder, fake_mnist_root, strategy, data
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_full_grid(make_cfg, image_folder, fake_mnist_root, strategy, scheduler, data):
-    run_one(
+    check_combination(
         make_cfg,
         [
             f"strategy={strategy}",
