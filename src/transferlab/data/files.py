@@ -61,10 +61,8 @@ class ImageFolderData(ImageDataModule):
             raise ConfigError(
                 "data.image_size must be set for image folders (images differ in size)."
             )
-        (
-            self.root,
-            self.channels_,
-        ) = Path(root), channels
+        self.root = Path(root)
+        self.mode_channels = channels  # `channels` (base class) reports the loaded images
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
     def _scan(self, folder: Path, classes: list[str] | None = None):
@@ -92,7 +90,7 @@ class ImageFolderData(ImageDataModule):
         return list(paths), np.asarray(labels), found
 
     def load(self) -> Splits:
-        c, s = self.channels_, self.image_size
+        c, s = self.mode_channels, self.image_size
         if (self.root / "train").is_dir():
             paths, labels, classes = self._scan(self.root / "train")
             train = _stack(paths, labels, c, s)
