@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +172,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
                 f"{tuple(value.shape)} but the model expects {tuple(want)}; set backbone.name to "
                 "the model the file was saved from."
             )
-    missing = [k for k in own if k not in state and not _is_buffer_counter(k)]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         first = (missing or unexpected)[0]
@@ -192,7 +191,3 @@ def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     if weight.shape[1] == 1 and in_chans > 1:
         return weight.repeat(1, in_chans, 1, 1) / in_chans
     return adapt_input_conv(in_chans, weight)
-
-
-def _is_buffer_counter(key: str) -> bool:
-    return re.search(r"num_batches_tracked$", key) is not None

@@ -69,7 +69,7 @@ class UnfreezeSchedule:
         per = num_groups if self.groups_per_step == "all" else int(self.groups_per_step)
         return min(num_groups, events * per)
 
-    def check(self, num_groups: int, max_epochs: int | None, has_val: bool) -> None:
+    def check(self, num_groups: int, has_val: bool) -> None:
         """Reject schedules that cannot happen on this backbone and trainer."""
         if self.monitor is not None and not has_val:
             raise ConfigError(
@@ -100,7 +100,7 @@ class Unfreezer(pl.Callback):
 
         has_val = trainer.limit_val_batches != 0 and pl_module.has_validation()
         n = len(pl_module.backbone.groups)
-        self.schedule.check(n, trainer.max_epochs, has_val)
+        self.schedule.check(n, has_val)
         self.start = sum(trainable_mask(pl_module.strategy, n))
         self._apply(trainer, pl_module, announce=False)
 
