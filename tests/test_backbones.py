@@ -153,7 +153,10 @@ def test_grey_weights_load_into_rgb_model(tmp_path):
     grey = create_backbone("test_resnet", in_chans=1, weights=str(tmp_path / "grey.pth")).eval()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():  # a grey image shown as RGB gives the grey model's features
-        torch.testing.assert_close(backbone(x.repeat(1, 3, 1, 1)), grey(x), atol=1e-3, rtol=1e-3)
+        as_rgb, as_grey = backbone(x.repeat(1, 3, 1, 1)), grey(x)
+    # random weights give activations of any size, so compare relative to the largest one
+    scale = as_grey.abs().max()
+    torch.testing.assert_close(as_rgb / scale, as_grey / scale, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize(
