@@ -35,15 +35,32 @@ def read_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    ckpt = read_checkpoint(cfg.ckpt_path)
+def load_module(path: str):
+    """(module with the checkpoint's weights, its training config), rebuilt without data."""
+    ckpt = read_checkpoint(path)
     saved = ckpt["transferlab"]
     train_cfg = OmegaConf.create(saved["config"])
+    channels = saved["in_chans"]
+    module = build_module(
+        train_cfg,
+        len(saved["class_names"]),
+        channels,
+        [0.0] * channels,
+        [1.0] * channels,
+        extra=saved,
+        for_training=False,
+    )
+    module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
+    return module, train_cfg
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    module, train_cfg = load_module(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else train_cfg.data
     pl.seed_everything(cfg.seed)
     dm = instantiate(data_cfg, augmentation=None)
     dm.setup()
-    classes, channels = len(saved["class_names"]), saved["in_chans"]
+    classes, channels = len(module.extra["class_names"]), module.extra["in_chans"]
     if dm.num_classes != classes:
         raise ConfigError(
             f"The checkpoint predicts {classes} classes but this data has {dm.num_classes}; "
@@ -54,16 +71,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"The checkpoint expects {channels}-channel images but this data has {dm.channels}; "
             f"set data.channels={channels} (image folders) or use matching data."
         )
-    module = build_module(
-        train_cfg,
-        classes,
-        channels,
-        [0.0] * channels,
-        [1.0] * channels,
-        extra=saved,
-        load_weights=False,
-    )
-    module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
     trainer: pl.Trainer = instantiate(cfg.trainer)
     results = trainer.test(module, datamodule=dm, verbose=True)[0]
     metrics = {k: float(v) for k, v in sorted(results.items())}

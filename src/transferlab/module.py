@@ -54,6 +54,9 @@ class TransferModule(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         mean, std: per-channel input statistics; uint8 inputs are normalised with them.
         extra: plain data stored in every checkpoint (resolved config, class names).
+        batch_augment: ``(x, y) -> (x, soft targets)`` applied to training batches on device
+            (Mixup, CutMix), or None.
+        regularizer: ``module -> penalty`` added to the training loss (L2-SP, EWC), or None.
     """
 
     def __init__(
@@ -68,6 +71,8 @@ class TransferModule(pl.LightningModule):
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
         extra: dict | None = None,
+        batch_augment: Callable | None = None,
+        regularizer: Callable[[TransferModule], torch.Tensor] | None = None,
     ):
         super().__init__()
         lr = getattr(optimizer, "keywords", {}).get("lr")
@@ -79,6 +84,7 @@ class TransferModule(pl.LightningModule):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.extra = extra or {}
+        self.batch_augment, self.regularizer = batch_augment, regularizer
         self.lr_multipliers = backbone_multipliers(strategy, len(backbone.groups)) + [1.0]
         self.apply_multipliers()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -177,19 +183,44 @@ class TransferModule(pl.LightningModule):
         return rows
 
     # -- forward and steps -------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features; uint8 images are normalised here, on the module's device."""
         if x.dtype == torch.uint8:
             x = (x.float() / 255 - self.mean) / self.std
-        return self.head(self.backbone(x))
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def classification_loss(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross-entropy, features) on a training batch, after the batch augmentation if any.
+
+        Mixed batches train on soft targets; training accuracy is always against the hard labels.
+        """
+        target = y
+        if self.batch_augment is not None:
+            x, target = self.batch_augment(x, y)
+        features = self.features(x)
+        logits = self.head(features)
+        self.train_acc(logits.detach(), y)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return self.criterion(logits, target), features
+
+    def total_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the regulariser's penalty (logged as ``train/reg_loss``); logs the sum."""
+        if self.regularizer is not None:
+            penalty = self.regularizer(self)
+            self.log("train/reg_loss", penalty, on_step=False, on_epoch=True)
+            loss = loss + penalty
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.criterion(logits, y)
-        self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
+        loss, _ = self.classification_loss(x, y)
+        return self.total_loss(loss)
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         x, y = batch

@@ -38,15 +38,23 @@ def build_module(
     mean: list[float],
     std: list[float],
     extra: dict | None = None,
-    load_weights: bool = True,
+    for_training: bool = True,
 ) -> TransferModule:
-    """Backbone + head + strategy + optimizer from the config; no data access."""
+    """Backbone + head + strategy + optimizer (+ regulariser) from the config; no data access.
+
+    ``for_training=False`` builds the architecture only, for loading a checkpoint into: no
+    pretrained weights are read and no regulariser is set up.
+    """
     strategy = instantiate(cfg.strategy)
     overrides = {"in_chans": in_chans}
-    if strategy.reinit or not load_weights:
+    if strategy.reinit or not for_training:
         overrides.update(pretrained=False, weights=None)
     backbone = instantiate(cfg.backbone, **overrides)
     head = instantiate(cfg.head, in_features=backbone.num_features, num_classes=num_classes)
+    regularization = cfg.get("regularization") or {}
+    regularizer = None
+    if for_training and "_target_" in regularization:
+        regularizer = instantiate(regularization)(backbone.model, head)
     return TransferModule(
         backbone,
         head,
@@ -58,6 +66,7 @@ def build_module(
         mean=mean,
         std=std,
         extra=extra,
+        regularizer=regularizer,
     )
 
 
@@ -90,6 +99,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["time/wall_s"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         write_outputs(cfg, module, metrics, out, best)
+        if cfg.get("export_fisher"):
+            export_fisher(module, dm, Path(cfg.export_fisher))
     return metrics
 
 
@@ -126,6 +137,18 @@ def write_outputs(cfg: DictConfig, module: TransferModule, metrics: dict, out: P
         save_file(state, path)
         log.info("backbone weights exported to %s", path)
     print_summary(metrics, out, best)
+
+
+def export_fisher(module: TransferModule, dm: ImageDataModule, path: Path) -> None:
+    """Save the backbone's diagonal Fisher on the training data, for ``regularization=ewc``."""
+    from safetensors.torch import save_file
+
+    from transferlab.strategies import diagonal_fisher
+
+    fisher = diagonal_fisher(module, *dm.splits.train)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in fisher.items()}, path)
+    log.info("backbone Fisher (for regularization=ewc) written to %s", path)
 
 
 def print_summary(metrics: dict, out: Path, best: str) -> None:

@@ -6,13 +6,17 @@ from transferlab.strategies.core import (
     layer_decay_multipliers,
     trainable_mask,
 )
+from transferlab.strategies.regularization import EWC, L2SP, diagonal_fisher
 from transferlab.strategies.unfreeze import Unfreezer, UnfreezeSchedule
 
 __all__ = [
+    "EWC",
+    "L2SP",
     "Strategy",
     "UnfreezeSchedule",
     "Unfreezer",
     "backbone_multipliers",
+    "diagonal_fisher",
     "layer_decay_multipliers",
     "trainable_mask",
 ]
