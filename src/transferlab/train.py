@@ -22,6 +22,7 @@ from transferlab.errors import ConfigError
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
 from transferlab.strategies import Unfreezer
+from transferlab.sweep import refuse_ddp_relaunch, run_isolated
 
 log = logging.getLogger("transferlab")
 
@@ -93,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(resolved)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     try:
+        refuse_ddp_relaunch(trainer)
         metrics, best = fit_and_evaluate(trainer, module, dm, cfg.get("ckpt_path"))
     finally:
         finish_loggers(loggers)
@@ -187,7 +189,10 @@ def config_error_in(e: BaseException | None) -> ConfigError | None:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_or_explain(train, cfg)
+    # inside a -m sweep a failing job is recorded in its dir and the sweep goes on
+    metrics = run_or_explain(lambda c: run_isolated(train, c), cfg)
+    if metrics is None:
+        return float("nan")  # Optuna marks the trial failed; the report lists it
     return metrics.get(cfg.get("optimized_metric") or "val/acc")
 
 

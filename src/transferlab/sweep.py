@@ -1,0 +1,112 @@
+"""What a job needs to know about the sweep it belongs to: failure isolation, the choices that
+name it, and a guard against DDP re-running the sweep from inside a job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from transferlab.errors import ConfigError
+
+log = logging.getLogger("transferlab")
+
+FAILURE_FILE = "failure.json"
+# overrides that repeat a configuration rather than change it
+REPEAT_KEYS = ("seed",)
+
+
+def in_multirun() -> bool:
+    """True inside a job of a ``-m`` sweep."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def config_choices() -> dict[str, str]:
+    """The config-group choices of this run (``hydra.runtime.choices``), Hydra's own left out."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra/")}
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides that made this job, e.g. ``["strategy=full", "seed=1"]``."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def configuration_key(overrides: list[str]) -> str:
+    """The overrides that pick a configuration, repeats (seeds) dropped: one key per arm."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in REPEAT_KEYS]
+    return ",".join(kept) or "default"
+
+
+def user_error_in(error: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind ``error`` (Hydra wraps errors raised while instantiating)."""
+    while error is not None and not isinstance(error, ConfigError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def record_failure(out: Path, error: BaseException) -> Path:
+    """Write ``failure.json`` (error type, message, traceback, overrides) into the job dir."""
+    out.mkdir(parents=True, exist_ok=True)
+    reason = user_error_in(error) or error
+    record = {
+        "error": type(reason).__name__,
+        "message": str(reason),
+        "overrides": job_overrides(),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    path = out / FAILURE_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def run_isolated(fn, cfg):
+    """Run ``fn(cfg)``; inside a sweep a raising job is recorded and the sweep goes on.
+
+    Returns ``fn``'s result, or ``None`` for a job that failed inside a sweep (its reason is in
+    ``<job dir>/failure.json``). Outside a sweep the exception propagates unchanged.
+    """
+    if not in_multirun():
+        return fn(cfg)
+    try:
+        return fn(cfg)
+    except Exception as e:  # one bad job must not stop the other jobs of the sweep
+        path = record_failure(Path(HydraConfig.get().runtime.output_dir), e)
+        finish_wandb_run()
+        log.error("job failed (%s: %s); recorded in %s", type(e).__name__, e, path)
+        return None
+
+
+def finish_wandb_run() -> None:
+    """Mark a W&B run still open after a failure as failed, so the next job starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1)
+
+
+def refuse_ddp_relaunch(trainer) -> None:
+    """Stop a sweep job whose DDP strategy would start its ranks by re-running the command line.
+
+    Lightning's script launcher re-executes ``sys.argv``, which in a ``-m`` job is the whole
+    sweep (every rank would launch every job again). Ranks started by SLURM or torchrun are safe.
+    """
+    if not in_multirun():
+        return
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if type(launcher).__name__ == "_SubprocessScriptLauncher":
+        raise ConfigError(
+            "trainer.strategy=ddp with more than one process cannot start inside a -m sweep job "
+            "(it would re-run the whole sweep); run the multi-GPU job on its own without -m, or "
+            "sweep on SLURM with hydra/launcher=slurm and hydra.launcher.tasks_per_node set to "
+            "the number of GPUs."
+        )
