@@ -1,0 +1,145 @@
+"""report.md for a sweep: arms with mean ± std, the best arm marked, failures, sample efficiency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferlab.report import (
+    Arm,
+    Run,
+    arm_keys,
+    best_arm,
+    collect_runs,
+    summarise,
+    varying_keys,
+    write_results_csv,
+)
+
+N_KEY = "data.n_per_class"
+SCRATCH = "scratch"
+
+
+def fmt_stat(stat: tuple[float, float] | None, digits: int = 3) -> str:
+    if stat is None:
+        return "–"
+    return f"{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}"
+
+
+def arm_table(arms: list[Arm], keys: list[str], metric: str) -> list[str]:
+    """Markdown rows: one per arm, the ranking metric first, the best arm marked."""
+    best = best_arm(arms, metric)
+    metrics = [metric, *(m for m in ("val/acc", "test/acc") if m != metric)]
+    head = [*(keys or ["config"]), "runs", *metrics, "wall time (s)", "trainable params", ""]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm in arms:
+        labels = [arm.choices[k] for k in keys] if keys else ["all runs"]
+        params = arm.stats.get("params/trainable")
+        cells = [
+            *labels,
+            str(len(arm.runs)),
+            *(fmt_stat(arm.stats.get(m)) for m in metrics),
+            fmt_stat(arm.stats.get("time/wall_s"), 1),
+            f"{params[0]:,.0f}" if params else "–",
+            "**best**" if arm is best else "",
+        ]
+        if arm is best:
+            cells[len(labels) + 1] = f"**{cells[len(labels) + 1]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def failure_table(runs: list[Run]) -> list[str]:
+    """Markdown rows: each failed run, the overrides that set it apart, and the reason."""
+    failed = [r for r in runs if r.failed]
+    if not failed:
+        return ["No run failed."]
+    keys = varying_keys(runs)
+    lines = ["| job | overrides | error |", "|---|---|---|"]
+    for r in failed:
+        overrides = " ".join(f"{k}={r.overrides.get(k, '')}" for k in keys)
+        message = " ".join(str(r.failure["message"]).split()).replace("|", "\\|")
+        lines.append(f"| {r.job} | `{overrides}` | {r.failure['error']}: {message} |")
+    return lines
+
+
+def n_order(label: str) -> float:
+    """Sort key for n per class: numbers ascending, ``null`` (all images) last."""
+    return float(label) if label.replace(".", "", 1).isdigit() else float("inf")
+
+
+def sample_efficiency(arms: list[Arm], metric: str) -> dict[str, list[tuple[str, float, float]]]:
+    """{strategy: [(n, mean, std), ...]} when the sweep varies n per class and strategy."""
+    if not arms or not {N_KEY, "strategy"} <= set(arms[0].choices):
+        return {}
+    curves: dict[str, list[tuple[str, float, float]]] = {}
+    for arm in arms:
+        if metric in arm.stats:
+            point = (arm.choices[N_KEY], *arm.stats[metric])
+            curves.setdefault(arm.choices["strategy"], []).append(point)
+    return {s: sorted(points, key=lambda p: n_order(p[0])) for s, points in curves.items()}
+
+
+def negative_transfer(curves: dict[str, list[tuple[str, float, float]]]) -> list[tuple]:
+    """(strategy, n, transfer mean, scratch mean) wherever a transfer arm is below scratch."""
+    scratch = {n: mean for n, mean, _ in curves.get(SCRATCH, [])}
+    return [
+        (strategy, n, mean, scratch[n])
+        for strategy, points in curves.items()
+        if strategy != SCRATCH
+        for n, mean, _ in points
+        if n in scratch and mean < scratch[n]
+    ]
+
+
+def efficiency_section(curves, metric: str) -> list[str]:
+    if SCRATCH not in curves or len(curves) < 2:
+        return []
+    lines = ["", "## Sample efficiency", "", f"E(n): {metric} against labelled images per class."]
+    lines.append("")
+    negatives = negative_transfer(curves)
+    if not negatives:
+        lines.append("No negative transfer: every transfer arm beats scratch at every n.")
+    for strategy, n, mean, base in negatives:
+        n_text = "all" if n == "null" else n
+        lines.append(
+            f"- **negative transfer**: `{strategy}` at n={n_text} "
+            f"({mean:.3f} vs scratch {base:.3f})"
+        )
+    return lines
+
+
+def render(sweep_dir: Path, runs: list[Run], metric: str, plots: list[Path]) -> str:
+    keys = arm_keys(runs)
+    arms = summarise(runs, keys)
+    n_failed = sum(r.failed for r in runs)
+    lines = [
+        f"# Sweep report: {sweep_dir.name}",
+        "",
+        f"{len(runs)} runs: {len(runs) - n_failed} finished, {n_failed} failed. "
+        f"Each row is one configuration; values are mean ± sample std over its runs (seeds). "
+        f"Ranked by `{metric}`; the best row is bold.",
+        "",
+        *arm_table(arms, keys, metric),
+        "",
+        "## Failed runs",
+        "",
+        *failure_table(runs),
+        *efficiency_section(sample_efficiency(arms, metric), metric),
+    ]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(sweep_dir: Path, metric: str = "test/acc", out: Path | None = None) -> list[Path]:
+    """Write results.csv, the plots and report.md for ``sweep_dir``; return their paths."""
+    from transferlab.report_plots import save_plots
+
+    runs = collect_runs(sweep_dir)
+    out = out or sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_csv(runs, out / "results.csv")
+    arms = summarise(runs, arm_keys(runs))
+    plots = save_plots(runs, arms, sample_efficiency(arms, metric), metric, out)
+    (out / "report.md").write_text(render(sweep_dir, runs, metric, plots))
+    return [out / "results.csv", out / "report.md", *plots]
