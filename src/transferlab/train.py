@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.augment import pretrained_normalization
 from transferlab.data import ImageDataModule
 from transferlab.errors import ConfigError
 from transferlab.loggers import finish_loggers
@@ -56,6 +57,14 @@ def build_module(
     regularizer = None
     if for_training and "_target_" in regularization:
         regularizer = instantiate(regularization)(backbone.model, head)
+    batch_augment = None
+    if for_training and cfg.get("augmentation"):
+        augmentation = instantiate(cfg.augmentation)
+        batch_augment = augmentation.batch_transform(num_classes, cfg.data.batch_size)
+    if for_training and uses_pretrained_statistics(cfg, strategy):
+        # hub weights expect their own input statistics, not those of this data
+        pretrained = getattr(backbone.model, "pretrained_cfg", None) or {}
+        mean, std = pretrained_normalization(pretrained, in_chans) or (mean, std)
     return TransferModule(
         backbone,
         head,
@@ -67,7 +76,17 @@ def build_module(
         mean=mean,
         std=std,
         extra=extra,
+        batch_augment=batch_augment,
         regularizer=regularizer,
+    )
+
+
+def uses_pretrained_statistics(cfg: DictConfig, strategy) -> bool:
+    """Hub-pretrained weights set the input mean/std unless the data config gives them."""
+    return (
+        bool(cfg.backbone.get("pretrained"))
+        and not strategy.reinit
+        and cfg.data.get("mean") is None
     )
 
 

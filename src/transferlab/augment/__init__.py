@@ -1,43 +1,70 @@
-"""Training-image transforms (torchvision v2 on uint8 tensors).
+"""Augmentation: per-image pipelines in DataLoader workers, batch mixing on the training device.
 
-Each config choice is a factory called by the datamodule as ``factory(image_size, channels)``; it
-returns a per-sample transform, or ``None`` for no augmentation.
+An :class:`Augmentation` (the ``augmentation=`` config group) pairs an optional per-image
+pipeline (``augmentation/image``: none, basic, strong, randaugment) with optional batch mixing
+(``augmentation/batch``: none, mixup, cutmix, mixup_cutmix).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
-from torchvision.transforms import v2
+from transferlab.augment.mixing import (
+    BatchMix,
+    cutmix,
+    mix_batch,
+    mixup,
+    mixup_cutmix,
+    no_mixing,
+)
+from transferlab.augment.pipelines import (
+    basic,
+    center_crop,
+    crop_size_for,
+    none,
+    pretrained_normalization,
+    randaugment,
+    strong,
+)
 
-from transferlab.errors import ConfigError
 
+class Augmentation:
+    """A per-image pipeline factory and a batch mixing spec, either of them optional.
 
-def none(image_size: int, channels: int):
-    """No augmentation: training images pass through as loaded."""
-    return None
-
-
-def basic(
-    image_size: int,
-    channels: int,
-    scale: Sequence[float] = (0.6, 1.0),
-    hflip: float = 0.5,
-):
-    """Random resized crop back to ``image_size`` and a horizontal flip.
+    Called as ``augmentation(size, channels, flip_safe=...)`` it returns the per-image training
+    transform (or None); :meth:`batch_transform` gives the module's on-device batch hook.
 
     Args:
-        image_size: output side (the loaded image size).
-        channels: image channels (unused; every op here works on any channel count).
-        scale: area range of the random crop.
-        hflip: flip probability; set 0 for data where mirroring changes the label (digits).
+        image: pipeline factory ``(size, channels, flip_safe) -> transform | None``.
+        batch: a :class:`BatchMix`, or None for no mixing.
     """
-    lo, hi = scale
-    if not 0 < lo <= hi <= 1:
-        raise ConfigError(
-            f"augmentation.scale must satisfy 0 < min <= max <= 1, got {list(scale)}."
-        )
-    ops = [v2.RandomResizedCrop(image_size, scale=(lo, hi), antialias=True)]
-    if hflip:
-        ops.append(v2.RandomHorizontalFlip(hflip))
-    return v2.Compose(ops)
+
+    def __init__(self, image: Callable | None = None, batch: BatchMix | None = None):
+        self.image, self.batch = image, batch
+
+    def __call__(self, size: int, channels: int, flip_safe: bool = True):
+        if self.image is None:
+            return None
+        return self.image(size, channels, flip_safe=flip_safe)
+
+    def batch_transform(self, num_classes: int, batch_size: int):
+        """``(x, y) -> (x, soft targets)`` for training batches, or None without mixing."""
+        return None if self.batch is None else self.batch.bind(num_classes, batch_size)
+
+
+__all__ = [
+    "Augmentation",
+    "BatchMix",
+    "basic",
+    "center_crop",
+    "crop_size_for",
+    "cutmix",
+    "mix_batch",
+    "mixup",
+    "mixup_cutmix",
+    "no_mixing",
+    "none",
+    "pretrained_normalization",
+    "randaugment",
+    "strong",
+]

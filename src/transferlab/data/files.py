@@ -15,6 +15,8 @@ from transferlab.data.base import ImageDataModule, Splits, stratified_indices
 from transferlab.errors import ConfigError
 
 MODES = {1: "L", 3: "RGB"}
+# digits, letters and house numbers: mirroring changes what they show, so no flip by default
+MIRROR_SENSITIVE = {"MNIST", "EMNIST", "QMNIST", "KMNIST", "SVHN", "USPS", "Omniglot"}
 
 
 def load_image(path: str, channels: int, size: int) -> torch.Tensor:
@@ -134,6 +136,7 @@ class TorchvisionData(ImageDataModule):
                 f"torchvision has no dataset '{name}'; check data.name (e.g. CIFAR10)."
             )
         self.name, self.root, self.download, self.val_fraction = name, root, download, val_fraction
+        self.flip_safe = name not in MIRROR_SENSITIVE
 
     def _split(self, train: bool):
         cls = getattr(datasets, self.name)
