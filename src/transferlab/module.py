@@ -193,17 +193,19 @@ class TransferModule(pl.LightningModule):
         return self.head(self.features(x))
 
     def classification_loss(
-        self, x: torch.Tensor, y: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, unlabelled: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(cross-entropy, features) on a training batch, after the batch augmentation if any.
 
         Mixed batches train on soft targets; training accuracy is always against the hard labels.
+        ``unlabelled`` images (same dtype as ``x``) share the backbone pass, so batch norm sees
+        them in the same batch; their features follow those of ``x`` in the returned tensor.
         """
         target = y
         if self.batch_augment is not None:
             x, target = self.batch_augment(x, y)
-        features = self.features(x)
-        logits = self.head(features)
+        features = self.features(x if unlabelled is None else torch.cat([x, unlabelled]))
+        logits = self.head(features[: len(x)])
         self.train_acc(logits.detach(), y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return self.criterion(logits, target), features
@@ -227,8 +229,16 @@ class TransferModule(pl.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, y)
         metrics.update(logits.softmax(-1), y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
-        self.log_dict(metrics, on_epoch=True, prog_bar=False)
+        # metric names carry the domain under adaptation; no "/dataloader_idx_N" suffix
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
+        self.log_dict(metrics, on_epoch=True, prog_bar=False, add_dataloader_idx=False)
         return logits
 
     def validation_step(self, batch, batch_idx: int) -> None:

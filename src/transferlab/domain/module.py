@@ -1,0 +1,162 @@
+"""The training-loop hook of domain adaptation: a TransferModule that trains on labelled source
+batches and unlabelled target batches together, and scores both domains."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from transferlab.domain.methods import Alignment
+from transferlab.errors import ConfigError
+from transferlab.module import TransferModule, classification_metrics
+
+ORACLE_MONITOR = "val_target/acc"
+
+
+class DomainAdaptationModule(TransferModule):
+    """Source classification + ``alignment.weight`` x the alignment loss on source/target features.
+
+    Metric names: ``val/…`` is the source validation set (it picks the best checkpoint, so
+    model selection never looks at target labels), ``val_target/…`` the target's; ``test/…`` is
+    the target test set and ``test_source/…`` the source's.
+
+    Args:
+        *args, **kwargs: see :class:`TransferModule`.
+        alignment: the method (DANN, MMD, CORAL), or None for source-only training.
+        target_labels: whether the target has labelled val/test sets (loader order follows).
+        oracle: also keep the checkpoint that is best on target validation (``val_target/acc``).
+    """
+
+    def __init__(
+        self,
+        *args,
+        alignment: Alignment | None = None,
+        target_labels: bool = True,
+        oracle: bool = False,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.alignment, self.target_labels, self.oracle = alignment, target_labels, oracle
+        num_classes = self.train_acc.num_classes
+        self.val_target_metrics = classification_metrics(num_classes, "val_target/")
+        self.test_source_metrics = classification_metrics(num_classes, "test_source/")
+
+    def named_group_parameters(self):
+        # the domain classifier trains with the head: same LR, and the group list stays static
+        groups = super().named_group_parameters()
+        alignment = getattr(self, "alignment", None)  # unset while the base class initialises
+        if alignment is None:
+            return groups
+        name, head = groups[-1]
+        extra = [(f"alignment.{n}", p) for n, p in alignment.named_parameters()]
+        return [*groups[:-1], (name, head + extra)]
+
+    def progress(self) -> float:
+        """Fraction of training done, in [0, 1] (0 outside a fit)."""
+        if self._trainer is None:
+            return 0.0
+        total = self.trainer.estimated_stepping_batches
+        return min(1.0, self.global_step / total) if math.isfinite(total) and total else 0.0
+
+    def adaptation_loss(
+        self, xs: torch.Tensor, ys: torch.Tensor, xt: torch.Tensor, progress: float
+    ) -> torch.Tensor:
+        """Source cross-entropy plus the weighted alignment loss (logged as ``train/da_loss``)."""
+        if self.alignment is None:
+            return self.classification_loss(xs, ys)[0]
+        loss, features = self.classification_loss(xs, ys, unlabelled=xt)
+        n = len(features) - len(xt)
+        da_loss, extra = self.alignment(features[:n], features[n:], progress)
+        self.log("train/da_loss", da_loss, on_step=False, on_epoch=True)
+        for name, value in extra.items():
+            self.log(name, value, on_step=False, on_epoch=True)
+        return loss + self.alignment.weight * da_loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        xs, ys = batch["source"]
+        xt, _ = batch["target"]  # the target's labels are all -1 (unknown) here
+        return self.total_loss(self.adaptation_loss(xs, ys, xt, self.progress()))
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == 0:
+            self._eval_step(batch, self.val_metrics, "val")
+        else:
+            self._eval_step(batch, self.val_target_metrics, "val_target")
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.target_labels and dataloader_idx == 0:
+            super().test_step(batch, batch_idx)
+        else:
+            self._eval_step(batch, self.test_source_metrics, "test_source")
+
+
+def is_domain_pair(data_cfg: DictConfig) -> bool:
+    return "source" in data_cfg and "target" in data_cfg
+
+
+def module_class_for(cfg: DictConfig, in_features: int) -> tuple[type, dict]:
+    """(module class, its extra arguments) for the config's data and ``domain_adaptation``."""
+    da = cfg.get("domain_adaptation") or {}
+    method = da.get("method", "none")
+    if not is_domain_pair(cfg.data):
+        if method != "none":
+            raise ConfigError(
+                f"domain_adaptation={method} needs a source and a target domain; choose a pair "
+                "such as data=mnist_to_mnist_m, or domain_adaptation=none."
+            )
+        return TransferModule, {}
+    target_labels = bool(cfg.data.get("target_labels", True))
+    oracle = bool(da.get("oracle", False))
+    if oracle and not target_labels:
+        raise ConfigError(
+            "The oracle picks a checkpoint by target validation accuracy, but the target has no "
+            "labels (data.target_labels=false); set domain_adaptation.oracle=false."
+        )
+    alignment = instantiate(da.alignment)(in_features=in_features) if da.get("alignment") else None
+    return DomainAdaptationModule, {
+        "alignment": alignment,
+        "target_labels": target_labels,
+        "oracle": oracle,
+    }
+
+
+def oracle_checkpoint(module: pl.LightningModule, dirpath) -> list[pl.Callback]:
+    """The checkpoint callback of the oracle (best target validation), when it is asked for."""
+    if not getattr(module, "oracle", False):
+        return []
+    return [
+        ModelCheckpoint(
+            dirpath=dirpath,
+            filename="oracle",
+            monitor=ORACLE_MONITOR,
+            mode="max",
+            auto_insert_metric_name=False,
+        )
+    ]
+
+
+def oracle_metrics(trainer: pl.Trainer, module: pl.LightningModule, datamodule) -> dict:
+    """Test metrics of the oracle checkpoint, named ``oracle/test/…`` and ``oracle/test_source/…``.
+
+    The oracle peeks at target labels to pick its checkpoint: an upper bound on what model
+    selection can give, never a result of the method.
+    """
+    callback = next(
+        (
+            c
+            for c in trainer.callbacks
+            if isinstance(c, ModelCheckpoint) and c.monitor == ORACLE_MONITOR
+        ),
+        None,
+    )
+    if callback is None or not callback.best_model_path:
+        return {}
+    results = trainer.test(
+        module, datamodule=datamodule, ckpt_path=callback.best_model_path, verbose=False
+    )
+    return {f"oracle/{k}": float(v) for r in results for k, v in r.items()}
