@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.augment import pretrained_normalization
 from transferlab.data import ImageDataModule
+from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metrics
 from transferlab.errors import ConfigError
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
@@ -65,7 +66,9 @@ def build_module(
         # hub weights expect their own input statistics, not those of this data
         pretrained = getattr(backbone.model, "pretrained_cfg", None) or {}
         mean, std = pretrained_normalization(pretrained, in_chans) or (mean, std)
-    return TransferModule(
+    # a source/target data pair trains a DomainAdaptationModule (with domain_adaptation=none too)
+    module_class, domain_kwargs = module_class_for(cfg, backbone.num_features)
+    return module_class(
         backbone,
         head,
         num_classes,
@@ -78,6 +81,7 @@ def build_module(
         extra=extra,
         batch_augment=batch_augment,
         regularizer=regularizer,
+        **domain_kwargs,
     )
 
 
@@ -108,6 +112,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if module.strategy.unfreeze is not None:
         callbacks.append(Unfreezer(module.strategy.unfreeze))
+    callbacks += oracle_checkpoint(module, out / "checkpoints")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for lg in loggers:
         lg.log_hyperparams(resolved)
@@ -130,6 +135,7 @@ def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path:
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics.update(oracle_metrics(trainer, module, dm))  # before "best": the module ends on it
     for stage in (trainer.validate, trainer.test):
         for results in stage(
             module, datamodule=dm, ckpt_path="best" if best else None, verbose=False
@@ -175,7 +181,8 @@ def export_fisher(module: TransferModule, dm: ImageDataModule, path: Path) -> No
 def print_summary(metrics: dict, out: Path, best: str) -> None:
     from rich.console import Console
 
-    keys = [k for k in ("val/acc", "test/acc", "test/f1", "test/auroc") if k in metrics]
+    names = ("val/acc", "test/acc", "test/f1", "test/auroc", "test_source/acc", "oracle/test/acc")
+    keys = [k for k in names if k in metrics]
     lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
     lines.append(
         f"  {'trainable params':<18}{int(metrics['params/trainable']):,} of {int(metrics['params/total']):,}"
