@@ -1,0 +1,82 @@
+"""Share of training-step time spent waiting for data, for one training config.
+
+    .venv/bin/python experiments/augmentation/data_wait.py augmentation=strong data.num_workers=0
+
+The wait is the time from the end of one training step to the start of the next, within an
+epoch; the share is wait / (wait + step). The first batch of each epoch is reported apart,
+because its wait also covers starting the loader (and the epoch-start hooks).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from transferlab.train import build_datamodule, build_module
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+class DataWaitTimer(pl.Callback):
+    """Sums step time and the waits between steps, split into first-of-epoch and the rest."""
+
+    def __init__(self):
+        self.step = self.wait = self.first_wait = 0.0
+        self.steps = 0
+        self._mark: float | None = None
+        self._first = True
+
+    def on_train_epoch_start(self, trainer, module):
+        self._mark, self._first = time.perf_counter(), True
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        now = time.perf_counter()
+        if self._first:
+            self.first_wait += now - self._mark
+        else:
+            self.wait += now - self._mark
+        self._mark, self._first = now, False
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        self.step += now - self._mark
+        self.steps += 1
+        self._mark = now
+
+
+def main(overrides: list[str]) -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # paths.* interpolate Hydra's runtime values
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
+    timer = DataWaitTimer()
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        max_epochs=cfg.trainer.max_epochs,
+        limit_val_batches=0,  # only training steps matter here
+        callbacks=[timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    steady = timer.wait / (timer.wait + timer.step)
+    with_first = (timer.wait + timer.first_wait) / (timer.wait + timer.first_wait + timer.step)
+    print(f"config: {' '.join(overrides)}")
+    print(f"steps: {timer.steps}, mean step {1000 * timer.step / timer.steps:.1f} ms")
+    print(f"data wait within epochs: {steady:.1%} of step time")
+    print(f"data wait including each epoch's first batch: {with_first:.1%}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
