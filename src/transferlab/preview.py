@@ -97,12 +97,14 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Write a PNG grid of training images: originals, augmented and mixed versions."
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for transferlab-train")
     parser.add_argument("--out", default="outputs/augment_preview.png", help="PNG to write")
     parser.add_argument("--images", type=int, default=5, help="rows (training images)")
     parser.add_argument("--versions", type=int, default=4, help="augmented versions per image")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     run_or_explain(run, args)
 
 
