@@ -7,7 +7,9 @@ from BSDS500; offline we crop scikit-learn's two sample photos at three scales.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,23 +62,30 @@ def blend_over_photos(digits: np.ndarray, photos: list[np.ndarray], seed: int) -
     return out
 
 
+@lru_cache(maxsize=2)
+def _synthesise_mnist_m(seed: int) -> np.ndarray:
+    digits, _ = mnist5k_arrays()
+    return blend_over_photos(digits[:, 0].numpy(), photo_pyramid(), seed)
+
+
 def mnist_m_arrays(cache_dir: str | None = None, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """MNIST-M from the MNIST 5k subset: uint8 ``[5000, 3, 28, 28]`` and the digit labels.
 
     Built once per ``seed`` and cached as ``cache_dir/mnist_m_5k_seed{seed}.npz``.
     """
+    labels = mnist5k_arrays()[1]
     path = Path(cache_dir, f"mnist_m_5k_seed{seed}.npz") if cache_dir else None
     if path is not None and path.is_file():
         with np.load(path) as f:
-            return torch.from_numpy(f["images"]), f["labels"]
-    digits, labels = mnist5k_arrays()
-    images = blend_over_photos(digits[:, 0].numpy(), photo_pyramid(), seed)
+            return torch.from_numpy(f["images"]), labels
+    images = _synthesise_mnist_m(seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")  # a sweep's jobs may build it at once: write, rename
-        np.savez_compressed(tmp, images=images, labels=labels)
+        # a sweep's jobs may build it at once: each writes its own file, then renames it
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, images=images)
         tmp.replace(path)
-    return torch.from_numpy(images), labels
+    return torch.from_numpy(images.copy()), labels
 
 
 class MNISTM(ArraySplitDataModule):
