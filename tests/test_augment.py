@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+import test_grid
 from conftest import CONF
 from transferlab.augment import (
     Augmentation,
@@ -22,21 +23,22 @@ from transferlab.augment import (
     randaugment,
     strong,
 )
-from transferlab.data import Digits, ImageFolderData, MnistSplit, Synthetic
+from transferlab.data import Digits, ImageFolderData, MnistSplit, Synthetic, TorchvisionData
 from transferlab.errors import ConfigError
 from transferlab.preview import label_weights
 from transferlab.preview import main as preview_main
 from transferlab.train import run_or_explain, train
 
 PIPELINES = {"basic": basic, "strong": strong, "randaugment": randaugment}
+fake_mnist_root = test_grid.fake_mnist_root  # the tiny on-disk MNIST fixture, shared
 AUGMENTATIONS = sorted(p.stem for p in (CONF / "augmentation").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def sources(image_folder):
+def sources(image_folder, fake_mnist_root):
     """Every kind of built-in source, loaded once: greyscale digits (MNIST 28 px, 8x8 digits),
-    RGB and greyscale synthetic images, and folders of mixed sizes and modes."""
+    RGB and greyscale synthetic images, folders of mixed sizes and modes, torchvision MNIST."""
     common = {"batch_size": 8, "image_size": 32}
     dms = {
         "mnist_split": MnistSplit(**common),
@@ -45,6 +47,7 @@ def sources(image_folder):
         "synthetic_grey": Synthetic(num_samples=64, channels=1, **common),
         "folder_rgb": ImageFolderData(root=str(image_folder), channels=3, **common),
         "folder_grey": ImageFolderData(root=str(image_folder), channels=1, **common),
+        "torchvision": TorchvisionData(name="MNIST", root=str(fake_mnist_root), **common),
     }
     for dm in dms.values():
         dm.setup()
