@@ -4,7 +4,8 @@
 
 The wait is the time from the end of one training step to the start of the next, within an
 epoch; the share is wait / (wait + step). The first batch of each epoch is reported apart,
-because its wait also covers starting the loader (and the epoch-start hooks).
+because its wait also covers starting the loader (and the epoch-start hooks); the first epoch's
+also covers starting the worker processes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class DataWaitTimer(pl.Callback):
     """Sums step time and the waits between steps, split into first-of-epoch and the rest."""
 
     def __init__(self):
-        self.step = self.wait = self.first_wait = 0.0
+        self.step = self.wait = 0.0
+        self.first_waits: list[float] = []  # one per epoch
         self.steps = 0
         self._mark: float | None = None
         self._first = True
@@ -37,7 +39,7 @@ class DataWaitTimer(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         now = time.perf_counter()
         if self._first:
-            self.first_wait += now - self._mark
+            self.first_waits.append(now - self._mark)
         else:
             self.wait += now - self._mark
         self._mark, self._first = now, False
@@ -70,12 +72,17 @@ def main(overrides: list[str]) -> None:
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=dm)
-    steady = timer.wait / (timer.wait + timer.step)
-    with_first = (timer.wait + timer.first_wait) / (timer.wait + timer.first_wait + timer.step)
+    waits, total = timer.wait, timer.wait + timer.step
+    later = sum(timer.first_waits[1:])
+    first_epoch = timer.first_waits[0]
     print(f"config: {' '.join(overrides)}")
     print(f"steps: {timer.steps}, mean step {1000 * timer.step / timer.steps:.1f} ms")
-    print(f"data wait within epochs: {steady:.1%} of step time")
-    print(f"data wait including each epoch's first batch: {with_first:.1%}")
+    print(f"data wait within epochs: {waits / total:.1%} of step time")
+    print(f"  + first batch of epochs 2..: {(waits + later) / (total + later):.1%}")
+    print(
+        f"  + first batch of epoch 1: {(waits + later + first_epoch) / (total + later + first_epoch):.1%}"
+    )
+    print(f"first-batch waits (s): {' '.join(f'{w:.2f}' for w in timer.first_waits)}")
 
 
 if __name__ == "__main__":
