@@ -155,9 +155,20 @@ def test_oracle_and_both_domains_are_scored(make_cfg):
     assert Path(cfg.paths.output_dir, "checkpoints", "oracle.ckpt").is_file()
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs(make_cfg, method):
-    metrics = train(make_cfg(["+trainer.fast_dev_run=true", *PAIR, f"domain_adaptation={method}"]))
+@pytest.mark.parametrize(
+    ("data", "method"),
+    [
+        ("mnist_to_mnist_m", "dann"),
+        ("mnist_to_digits", "mmd"),
+        ("digits_to_mnist", "coral"),
+        ("folder_pair", "none"),
+    ],
+)
+def test_every_pair_and_method_runs(make_cfg, image_folder, data, method):
+    roots = [f"data.source.root={image_folder}", f"data.target.root={image_folder}"]
+    overrides = [f"data={data}", "data.batch_size=8", *(roots if data == "folder_pair" else [])]
+    cfg = make_cfg(["+trainer.fast_dev_run=true", *overrides, f"domain_adaptation={method}"])
+    metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test_source/acc"] <= 1.0
     assert ("train/da_loss" in metrics) == (method != "none")
     assert ("train/domain_acc" in metrics) == (method == "dann")
