@@ -20,7 +20,14 @@ def wandb_has_credentials() -> bool:
     return auth is not None
 
 
-def wandb_logger(project: str, save_dir: str, offline: bool | None = None, **kwargs) -> WandbLogger:
+def wandb_logger(
+    project: str,
+    save_dir: str,
+    offline: bool | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    **kwargs,
+) -> WandbLogger:
     """A W&B logger that falls back to offline mode when no credentials are configured.
 
     Args:
@@ -28,14 +35,32 @@ def wandb_logger(project: str, save_dir: str, offline: bool | None = None, **kwa
         save_dir: where the local W&B run folder goes (the run dir).
         offline: force offline (true) or online (false); null decides from credentials and
             ``WANDB_MODE``. Offline runs lose nothing: ``wandb sync <dir>`` uploads them later.
-        **kwargs: passed to :class:`~pytorch_lightning.loggers.WandbLogger` (group, tags, ...).
+        group: W&B group; null groups the runs of one configuration (its overrides, seed
+            dropped), so the dashboard averages over seeds.
+        tags: extra tags; every config-group choice is added as ``group:choice``.
+        **kwargs: passed to :class:`~pytorch_lightning.loggers.WandbLogger`.
     """
+    from transferlab.sweep import config_choices, configuration_key, job_overrides
+
     if offline is None:
         offline = (
             os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_has_credentials()
         )
+    choices = config_choices()
+    tags = [*(tags or []), *(f"{k}:{v}" for k, v in choices.items())]
+    group = group or configuration_key(job_overrides())
+    # the choices go into the run config too, so the dashboard can group by choices.strategy
+    config = {"choices": choices, **kwargs.pop("config", {})}
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, save_dir=save_dir, offline=offline, **kwargs)
+    return WandbLogger(
+        project=project,
+        save_dir=save_dir,
+        offline=offline,
+        group=group,
+        tags=list(dict.fromkeys(tags)),
+        config=config,
+        **kwargs,
+    )
 
 
 def finish_loggers(loggers) -> None:

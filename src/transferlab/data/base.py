@@ -11,6 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
+from transferlab.data.sampling import EpochShuffle
 from transferlab.errors import ConfigError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -173,7 +174,7 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(
             TensorImageDataset(x, y, transform),
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(len(y), self.seed) if train else None,
             drop_last=train and self.drop_last,
             num_workers=workers,
             persistent_workers=workers > 0,

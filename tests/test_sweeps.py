@@ -1,0 +1,160 @@
+"""Multiruns: a failing job does not stop the sweep, the Ray launcher runs a sweep in parallel,
+launcher and search configs compose, and DDP that would re-run the sweep is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import open_dict, read_write
+
+from conftest import CONF
+from transferlab.errors import ConfigError
+from transferlab.report_pages import write_report
+from transferlab.sweep import configuration_key, refuse_ddp_relaunch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "backbone=tiny",
+    "backbone.weights=null",
+    "data=synthetic",
+    "data.num_samples=64",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "print_config=false",
+]
+
+
+def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``transferlab-train -m`` in a subprocess, its sweep dir in ``tmp_path/sweep``."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_DEDUP_LOGS": "0"}
+    cmd = [sys.executable, "-m", "transferlab.train", "-m", *TINY, *overrides]
+    cmd += [f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    res = sweep(tmp_path, "backbone.name=no_such_net,test_resnet")
+    assert res.returncode == 0, res.stderr[-3000:]
+    failure = json.loads((tmp_path / "sweep" / "0" / "failure.json").read_text())
+    assert failure["error"] == "ConfigError"
+    assert "Unknown backbone 'no_such_net'" in failure["message"]
+    assert "backbone.name=no_such_net" in failure["overrides"]
+    assert (tmp_path / "sweep" / "1" / "metrics.json").is_file()  # the job after it ran
+    write_report(tmp_path / "sweep")
+    text = (tmp_path / "sweep" / "report.md").read_text()
+    assert "1 finished, 1 failed" in text
+    assert "| 0 | `backbone.name=no_such_net` | ConfigError: Unknown backbone" in text
+
+
+@pytest.mark.slow  # starts a local Ray (~40 s on 2 idle cores)
+def test_ray_launcher_runs_a_four_job_sweep_and_the_report_is_right(tmp_path):
+    res = sweep(
+        tmp_path,
+        "hydra/launcher=ray",
+        "hydra.launcher.ray.init.num_cpus=2",
+        "strategy=feature_extraction,full",
+        "seed=0,1",
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    root = tmp_path / "sweep"
+    for job in range(4):
+        assert (root / str(job) / "metrics.json").is_file()
+        assert (root / str(job) / "train.log").is_file()  # each job logs into its own dir
+    write_report(root)
+    text = (root / "report.md").read_text()
+    assert "4 runs: 4 finished, 0 failed" in text
+    for strategy in ("feature_extraction", "full"):
+        accs = [
+            json.loads((root / str(j) / "metrics.json").read_text())["test/acc"]
+            for j in range(4)
+            if f"strategy={strategy}" in (root / str(j) / ".hydra" / "overrides.yaml").read_text()
+        ]
+        assert len(accs) == 2
+        row = next(line for line in text.splitlines() if line.startswith(f"| {strategy} |"))
+        assert f"| {strategy} | 2 |" in row
+        assert f"{sum(accs) / 2:.3f} ± " in row
+
+
+def hydra_cfg(overrides: list[str]):
+    """The composed config with its ``hydra`` node, as the launcher sees it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # paths resolve through ${hydra:runtime.cwd}
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("choice", "target"),
+    [
+        ("ray", "hydra_ray_launcher.ray_launcher.RayLauncher"),
+        ("slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_launcher_configs_compose_and_instantiate(choice, target):
+    launcher_cfg = hydra_cfg([f"hydra/launcher={choice}"]).hydra.launcher
+    assert launcher_cfg._target_.endswith(target)
+    launcher = instantiate(launcher_cfg)
+    assert type(launcher).__name__ == target.rsplit(".", 1)[1]
+
+
+def test_slurm_launcher_asks_for_one_gpu_per_job():
+    cfg = hydra_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    launcher = cfg.hydra.launcher
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1
+    assert launcher.partition == "gpu"
+    assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"
+
+
+def test_ray_launcher_gives_one_gpu_per_job_on_request():
+    cfg = hydra_cfg(["hydra/launcher=ray", "hydra.launcher.ray.remote.num_gpus=1"])
+    assert cfg.hydra.launcher.ray.remote == {"num_cpus": 1, "num_gpus": 1}
+    assert cfg.hydra.launcher.ray.init.address is None  # a private local Ray by default
+
+
+def in_multirun_mode(make_cfg):
+    make_cfg([])
+    config = HydraConfig.instance().cfg
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.mode = RunMode.MULTIRUN
+
+
+def test_ddp_that_would_rerun_the_sweep_is_refused(make_cfg):
+    in_multirun_mode(make_cfg)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    with pytest.raises(ConfigError, match="cannot start inside a -m sweep job"):
+        refuse_ddp_relaunch(trainer)
+    refuse_ddp_relaunch(pl.Trainer(accelerator="cpu", devices=1, logger=False))
+
+
+def test_configuration_key_drops_the_seed():
+    assert configuration_key(["strategy=full", "seed=3", "backbone=tiny"]) == (
+        "strategy=full,backbone=tiny"
+    )
+    assert configuration_key(["seed=1"]) == "default"
+
+
+def test_wandb_runs_are_grouped_and_tagged_by_the_choices(make_cfg, monkeypatch, tmp_path):
+    from transferlab.loggers import wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    make_cfg(["strategy=partial", "seed=2"])
+    init = wandb_logger(project="p", save_dir=str(tmp_path))._wandb_init
+    assert init["group"] == "backbone=tiny,backbone.weights=null,print_config=false," + (
+        "trainer.accelerator=cpu,trainer.enable_progress_bar=false,strategy=partial"
+    )
+    assert {"strategy:partial", "backbone:tiny", "data:mnist_split"} <= set(init["tags"])
+    assert init["config"]["choices"]["strategy"] == "partial"
