@@ -21,7 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-ARMS = ("none", "dann", "mmd", "coral")
+ARMS = ("none", "target BN only", "dann", "mmd", "coral")
+# an alignment weight of 0 keeps only the side effect of adaptation: target images in the batch
+# that batch norm normalises (source-only loss, batch statistics from both domains)
+BN_ONLY = "target BN only"
 COLUMNS = {
     "test/acc": "target test acc",
     "test_source/acc": "source test acc",
@@ -39,8 +42,10 @@ def read_runs(sweep: Path) -> list[dict]:
         choice = dict(o.split("=", 1) for o in yaml.safe_load(overrides.read_text()))
         metrics_file = job / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        runs.append({"dir": job, "arm": choice.get("domain_adaptation", "none"), **choice,
-                     "metrics": metrics})  # fmt: skip
+        arm, seed = choice.get("domain_adaptation", "none"), choice.get("seed", "0")
+        if float(choice.get("domain_adaptation.alignment.weight", 1)) == 0:
+            arm = BN_ONLY
+        runs.append({"dir": job, "arm": arm, "seed": seed, "metrics": metrics})
     return runs
 
 
@@ -76,8 +81,9 @@ def bar_plot(runs: list[dict], path: Path) -> None:
             ax.plot([xi] * len(v), v, "k.", ms=4)
     ax.set_xticks(range(len(arms)), arms)
     ax.set_ylabel("test accuracy (mean ± std, dots = seeds)")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="lower right")
+    ax.axhline(0.1, ls=":", c="grey", label="chance")
+    ax.set_ylim(0, 1.15)
+    ax.legend(loc="upper center", ncols=3, fontsize=8)
     ax.set_title("MNIST → MNIST-M, model picked on source val")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -137,6 +143,26 @@ def pca_picture(runs: list[dict], path: Path, seed: str = "0") -> dict[str, floa
     return distances
 
 
+def samples_picture(run_dir: Path, path: Path, n: int = 10) -> None:
+    """The first test image of each digit in both domains, as the model receives them."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg.paths.root_dir = str(Path.cwd())  # the saved config resolves paths at run time
+    dm = instantiate(cfg.data, augmentation=None)
+    dm.setup()
+    fig, axes = plt.subplots(2, n, figsize=(n * 0.9, 2.1))
+    for row, (images, labels) in enumerate((dm.splits.test, dm.target_splits.test)):
+        for digit in range(n):
+            image = images[(labels == digit).nonzero()[0, 0]]
+            axes[row, digit].imshow(image.permute(1, 2, 0).numpy())
+            axes[row, digit].axis("off")
+    fig.suptitle("source (MNIST 5k, top) and target (MNIST-M, bottom) test images", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="the multirun dir of the sweep")
@@ -147,6 +173,7 @@ def main() -> None:
     text = table(runs)
     bar_plot(runs, args.out / "accuracy.png")
     distances = pca_picture(runs, args.out / "features_pca.png")
+    samples_picture(runs[0]["dir"], args.out / "samples.png")
     text += "\n\nproxy A-distance of the seed-0 features (0 = domains indistinguishable, 2 = "
     text += "separable): " + ", ".join(f"{k} {v:.2f}" for k, v in distances.items())
     if failed:
