@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 from rich.console import Console
 from rich.table import Table
@@ -35,3 +37,40 @@ class ParameterReport(pl.Callback):
         }
         for logger in trainer.loggers:
             logger.log_metrics(totals, step=0)
+
+
+class LRHistory(pl.Callback):
+    """Record every layer group's learning rate at every optimizer step; plot them at the end.
+
+    The history is part of the checkpoint, so a resumed run plots its whole schedule.
+
+    Args:
+        path: where to write the PNG (LR per group against step).
+    """
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.steps: list[int] = []
+        self.lrs: dict[str, list[float]] = {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if not trainer.optimizers:
+            return
+        self.steps.append(trainer.global_step)
+        for group in trainer.optimizers[0].param_groups:
+            name = group.get("group", group.get("name", "all"))
+            if len(self.lrs.setdefault(name, [])) < len(self.steps):
+                self.lrs[name].append(group["lr"])
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.steps:
+            from transferlab.plots import save_lr_per_group
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_lr_per_group(self.steps, self.lrs, self.path)
+
+    def state_dict(self) -> dict:
+        return {"steps": list(self.steps), "lrs": {k: list(v) for k, v in self.lrs.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.steps, self.lrs = list(state_dict["steps"]), dict(state_dict["lrs"])

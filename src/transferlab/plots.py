@@ -39,3 +39,22 @@ def save_confusion_matrix(cm: torch.Tensor, class_names: list[str], path: str | 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def save_lr_per_group(steps: list[int], lrs: dict[str, list[float]], path: str | Path) -> Path:
+    """Write the learning rate of each layer group against the optimizer step as PNG."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    cmap = plt.get_cmap("viridis")
+    names = list(lrs)
+    for i, name in enumerate(names):
+        color = "black" if name == "head" else cmap(i / max(len(names) - 1, 1))
+        ax.plot(steps[: len(lrs[name])], lrs[name], label=name, color=color, linewidth=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.legend(fontsize=7, ncol=2 if len(names) > 8 else 1, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -16,6 +16,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from transferlab.augment import pretrained_normalization
 from transferlab.data import ImageDataModule
@@ -116,7 +117,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for lg in loggers:
         lg.log_hyperparams(resolved)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if not loggers:  # nothing to log LRs to; lr_per_group.png still records them
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **cpu_fallbacks(cfg.trainer)
+    )
     try:
         refuse_ddp_relaunch(trainer)
         metrics, best = fit_and_evaluate(trainer, module, dm, cfg.get("ckpt_path"))
@@ -128,6 +133,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("export_fisher"):
             export_fisher(module, dm, Path(cfg.export_fisher))
     return metrics
+
+
+def cpu_fallbacks(trainer_cfg: DictConfig) -> dict:
+    """Trainer settings that only GPUs support, switched off (with a note) on a CPU run."""
+    import torch
+
+    on_cpu = trainer_cfg.get("accelerator") == "cpu" or not torch.cuda.is_available()
+    if on_cpu and trainer_cfg.get("sync_batchnorm"):
+        log.info("sync_batchnorm needs GPUs; this CPU run keeps per-process BatchNorm statistics")
+        return {"sync_batchnorm": False}
+    return {}
 
 
 def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path: str | None):
