@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -158,3 +159,32 @@ def test_wandb_runs_are_grouped_and_tagged_by_the_choices(make_cfg, monkeypatch,
     )
     assert {"strategy:partial", "backbone:tiny", "data:mnist_split"} <= set(init["tags"])
     assert init["config"]["choices"]["strategy"] == "partial"
+
+
+def test_optuna_search_composes_over_lr_multiplier_and_decay():
+    cfg = hydra_cfg(["hparams_search=optuna"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("optuna_sweeper.OptunaSweeper")
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
+    assert set(sweeper.params) == {
+        "optimizer.lr",
+        "strategy.backbone_lr_mult",
+        "strategy.layer_decay",
+    }
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
+    res = sweep(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    accs = [
+        json.loads((tmp_path / "sweep" / str(j) / "metrics.json").read_text()) for j in range(3)
+    ]
+    assert best["best_value"] == max(m["val/acc"] for m in accs)
