@@ -8,7 +8,7 @@ PRETRAINED := outputs/pretrained/mnist_source_resnet18.safetensors
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train pretrain test test-slow lint format clean
+.PHONY: help install train pretrain report test test-slow lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ pretrain: $(PRETRAINED) ## stage 1: pretrain the backbone on the source task (di
 
 train: $(STAMP) $(PRETRAINED) ## stage 2: fine-tune the source backbone on the target task (ARGS=overrides)
 	$(PY) -m transferlab.train $(ARGS)
+
+report: $(STAMP) ## results.csv, report.md and plots for a sweep (DIR=outputs/multirun/<date>)
+	@test -n "$(DIR)" || { echo "error: name the sweep dir: make report DIR=outputs/multirun/<date>" >&2; exit 2; }
+	$(VENV)/bin/transferlab-report $(DIR) $(ARGS)
 
 test: $(STAMP) ## fast test suite
 	$(PY) -m pytest -q $(ARGS)
