@@ -127,7 +127,7 @@ def test_sample_efficiency_flags_negative_transfer(tmp_path):
 
 def test_cli_writes_into_out_and_rejects_a_missing_dir(sweep, tmp_path, capsys):
     main([str(sweep), "--out", str(tmp_path / "rep"), "--metric", "val/acc"])
-    assert "Ranked by `val/acc`" in (tmp_path / "rep" / "report.md").read_text()
+    assert "best mean `val/acc` is bold" in (tmp_path / "rep" / "report.md").read_text()
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2

@@ -117,7 +117,7 @@ def render(sweep_dir: Path, runs: list[Run], metric: str, plots: list[Path]) -> 
         "",
         f"{len(runs)} runs: {len(runs) - n_failed} finished, {n_failed} failed. "
         f"Each row is one configuration; values are mean ± sample std over its runs (seeds). "
-        f"Ranked by `{metric}`; the best row is bold.",
+        f"The row with the best mean `{metric}` is bold.",
         "",
         *arm_table(arms, keys, metric),
         "",
