@@ -85,6 +85,7 @@ class TransferModule(pl.LightningModule):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.extra = extra or {}
         self.batch_augment, self.regularizer = batch_augment, regularizer
+        self.inputs_are_features = False
         self.lr_multipliers = backbone_multipliers(strategy, len(backbone.groups)) + [1.0]
         self.apply_multipliers()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -185,6 +186,8 @@ class TransferModule(pl.LightningModule):
     # -- forward and steps -------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features; uint8 images are normalised here, on the module's device."""
+        if self.inputs_are_features:  # batches of cached backbone features (transferlab.cache)
+            return x
         if x.dtype == torch.uint8:
             x = (x.float() / 255 - self.mean) / self.std
         return self.backbone(x)

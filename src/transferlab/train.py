@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from transferlab.augment import pretrained_normalization
+from transferlab.cache import maybe_cache_features
 from transferlab.data import ImageDataModule
 from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metrics
 from transferlab.errors import ConfigError
@@ -124,7 +125,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     try:
         refuse_ddp_relaunch(trainer)
-        metrics, best = fit_and_evaluate(trainer, module, dm, cfg.get("ckpt_path"))
+        fit_data = maybe_cache_features(cfg, module, dm)
+        metrics, best = fit_and_evaluate(trainer, module, fit_data, cfg.get("ckpt_path"))
     finally:
         finish_loggers(loggers)
     metrics["time/wall_s"] = round(time.perf_counter() - start, 2)

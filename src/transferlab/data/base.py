@@ -11,6 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
+from transferlab.augment import center_crop, crop_size_for
 from transferlab.data.sampling import EpochShuffle
 from transferlab.errors import ConfigError
 
@@ -89,11 +90,18 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (persistent when > 0).
         image_size: square side the images are resized to once, when loaded.
         mean, std: per-channel statistics in [0, 1]; ``null`` computes them on the train split.
-        augmentation: factory ``(image_size, channels) -> transform`` for training images.
+        augmentation: factory ``(size, channels, flip_safe=...) -> transform | None`` for
+            training images (a :class:`transferlab.augment.Augmentation`).
         seed: seed of the deterministic splits.
         pin_memory: pin host memory when training on a GPU.
         drop_last: drop the last incomplete training batch.
+        crop_size: side the model sees: training pipelines crop to it and evaluation takes the
+            centre crop; null = the loaded ``image_size``.
     """
+
+    # Whether mirroring keeps an image's label; digit data say no, and pipelines then skip
+    # the horizontal flip unless it is asked for explicitly.
+    flip_safe: bool = True
 
     def __init__(
         self,
@@ -106,13 +114,14 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = True,
         drop_last: bool = False,
+        crop_size: int | None = None,
     ):
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}.")
         self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
         self.mean, self.std, self.augmentation, self.seed = mean, std, augmentation, seed
-        self.pin_memory, self.drop_last = pin_memory, drop_last
+        self.pin_memory, self.drop_last, self.crop_size = pin_memory, drop_last, crop_size
         self.splits: Splits | None = None
         self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -152,6 +161,7 @@ class ImageDataModule(pl.LightningDataModule):
         if len(self.splits.train[1]) == 0:
             raise ConfigError("The training split is empty; check the data settings.")
         train_x = self.splits.train[0]
+        crop_size_for(min(train_x.shape[-2:]), self.crop_size)  # fail before any training
         mean = self.mean if self.mean is not None else (train_x.float() / 255).mean((0, 2, 3))
         std = self.std if self.std is not None else (train_x.float() / 255).std((0, 2, 3))
         c = train_x.shape[1]
@@ -167,9 +177,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         x, y = getattr(self._loaded(), split)
-        transform = (
-            self.augmentation(x.shape[-1], x.shape[1]) if train and self.augmentation else None
-        )
+        loaded = min(x.shape[-2:])
+        size = crop_size_for(loaded, self.crop_size)
+        transform = None
+        if train and self.augmentation:
+            transform = self.augmentation(size, x.shape[1], flip_safe=self.flip_safe)
+        if transform is None and (size != loaded or x.shape[-2] != x.shape[-1]):
+            transform = center_crop(size)  # deterministic: evaluation, or no training pipeline
         workers = self.num_workers
         return DataLoader(
             TensorImageDataset(x, y, transform),
@@ -183,6 +197,10 @@ class ImageDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Any split (train too) the evaluation way: deterministic transform, fixed order."""
+        return self._loader(split, train=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)

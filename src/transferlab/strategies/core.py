@@ -29,6 +29,9 @@ class Strategy:
         unfreeze: when to unfreeze more groups during training (gradual unfreezing, two-phase).
         bn: ``frozen`` keeps BatchNorm layers of frozen groups in eval mode (running statistics
             untouched); ``train`` lets them keep updating their statistics.
+        cache_features: ``auto`` computes a frozen backbone's features once and trains the head
+            on them whenever that gives the same training (see :mod:`transferlab.cache`);
+            ``true`` insists (an error says why it cannot), ``false`` never caches.
     """
 
     name: str = "full"
@@ -38,6 +41,7 @@ class Strategy:
     reinit: bool = False
     bn: str = "frozen"
     unfreeze: UnfreezeSchedule | None = None
+    cache_features: bool | str = "auto"
 
     def __post_init__(self):
         if self.backbone_lr_mult < 0:
