@@ -1,7 +1,7 @@
 """Summarise an exercise-3 sweep: a mean ± std table, a bar plot, and a PCA picture of the
 backbone features of both domains for each method (seed 0).
 
-    .venv/bin/python experiments/domain_adaptation/summarise.py outputs/multirun/exercise3_domain_adaptation/<date>
+    .venv/bin/python experiments/domain_adaptation/summarise.py SWEEP_DIR [SWEEP_DIR ...]
 
 Writes results.md, accuracy.png and features_pca.png next to this file (or under --out).
 """
@@ -165,10 +165,10 @@ def samples_picture(run_dir: Path, path: Path, n: int = 10) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path, help="the multirun dir of the sweep")
+    parser.add_argument("sweeps", type=Path, nargs="+", help="multirun dirs of the sweeps")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
-    runs = read_runs(args.sweep)
+    runs = [run for sweep in args.sweeps for run in read_runs(sweep)]
     failed = [str(r["dir"]) for r in runs if not r["metrics"]]
     text = table(runs)
     bar_plot(runs, args.out / "accuracy.png")
