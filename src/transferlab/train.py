@@ -155,9 +155,7 @@ def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics.update(oracle_metrics(trainer, module, dm))  # before "best": the module ends on it
     for stage in (trainer.validate, trainer.test):
-        for results in stage(
-            module, datamodule=dm, ckpt_path="best" if best else None, verbose=False
-        ):
+        for results in stage(module, datamodule=dm, ckpt_path=best or None, verbose=False):
             metrics.update({k: float(v) for k, v in results.items()})
     rows = module.parameter_report()
     metrics["params/trainable"] = float(sum(r["trainable"] for r in rows))
