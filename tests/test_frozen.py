@@ -72,3 +72,21 @@ def test_bn_train_policy_updates_frozen_statistics(make_cfg):
     after = module.state_dict()
     stats = [k for k in before if k.startswith("backbone.") and k.endswith("running_mean")]
     assert stats and any(not torch.equal(before[k], after[k]) for k in stats)
+
+
+def test_no_backward_through_the_frozen_prefix(make_cfg):
+    """Below the first trainable group nothing needs a gradient, so autograd records no graph
+    there: the frozen prefix costs a forward pass only."""
+    cfg = make_cfg(["data=synthetic", "strategy=partial", "strategy.trainable_groups=1"])
+    dm = build_datamodule(cfg)
+    dm.setup()
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization).train()
+    model = module.backbone.model
+    outputs = {}
+    for name in ("layer3", "layer4"):  # last frozen group, the one trainable group
+        getattr(model, name).register_forward_hook(
+            lambda mod, args, out, name=name: outputs.__setitem__(name, out)
+        )
+    module(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    assert not outputs["layer3"].requires_grad and outputs["layer3"].grad_fn is None
+    assert outputs["layer4"].requires_grad
