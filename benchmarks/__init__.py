@@ -1,0 +1,1 @@
+"""Performance measurements against plain-PyTorch baselines; run them with ``make bench``."""

@@ -1,0 +1,118 @@
+"""What every benchmark shares: composing a run's config, a plain PyTorch training loop, and
+timing helpers. Figures are ratios of medians taken in one process, A and B interleaved."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# every benchmark run: random-init backbone (no stage-1 file needed on a fresh clone), no
+# console noise, CSV logs off; each override is what a user would type
+QUIET = ["print_config=false", "trainer.enable_progress_bar=false", "logger=none"]
+
+
+def compose_cfg(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The train config for ``overrides``, as ``transferlab-train`` would see it, run in run_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[*QUIET, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.output_dir = str(run_dir)
+        del cfg["hydra"]
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence Lightning's and transferlab's info lines and warnings while benchmarking."""
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "transferlab")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(
+    model: torch.nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    epochs: int,
+    scheduler=None,
+    clip: float = 1.0,
+    label_smoothing: float = 0.0,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[float]:
+    """Train the way a hand-written fine-tuning loop does; returns each iteration's seconds.
+
+    One iteration is the wait for the batch plus zero_grad, forward, loss, backward, clip and
+    step; the first batch of each epoch is left out, as :class:`transferlab.speed.StepTimer`
+    does. uint8 images are normalised on the device, as transferlab does.
+    """
+    device = mean.device
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    times = []
+    model.train()
+    for _ in range(epochs):
+        sync(device)
+        start, first = time.perf_counter(), True
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = ((x.float() / 255 - mean) / std).contiguous(memory_format=memory_format)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, autocast_dtype):
+                loss = criterion(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            sync(device)
+            now = time.perf_counter()
+            if not first:
+                times.append(now - start)
+            start, first = now, False
+    return times
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision in ``dtype`` on ``device``, or nothing when dtype is None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan

@@ -1,0 +1,175 @@
+"""Speed switches (channels_last, torch.compile, progress-bar refresh) and the measurements that
+check them: per-step timing with the data wait apart, and peak training memory on CPU or GPU.
+
+The measured effect of each switch is in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from transferlab.errors import ConfigError
+
+log = logging.getLogger("transferlab")
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def apply_speed_settings(speed, module: nn.Module, datamodule=None) -> None:
+    """Apply the ``speed`` config block to a built module (and its datamodule) before fitting.
+
+    Args:
+        speed: mapping with ``channels_last`` (bool), ``compile`` (bool) and ``compile_mode``.
+        module: a TransferModule (anything with a ``backbone``).
+        datamodule: its datamodule; compiling makes it drop the last partial training batch.
+    """
+    if not speed:
+        return
+    if speed.get("channels_last"):
+        use_channels_last(module.backbone)
+    if speed.get("compile"):
+        mode = speed.get("compile_mode") or "default"
+        if mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"speed.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}."
+            )
+        # a compiled graph is specialised to the batch shape; a short last batch would recompile
+        module.backbone.compile(mode=mode, dynamic=False)
+        if datamodule is not None and not datamodule.drop_last:
+            datamodule.drop_last = True
+            log.info("speed.compile: the training loader drops its last partial batch")
+
+
+def use_channels_last(backbone: nn.Module) -> None:
+    """Keep the backbone's 4-D weights and its image inputs in NHWC (channels-last) layout.
+
+    cuDNN's convolutions run faster in NHWC, especially under bf16; on a CPU the gain is small.
+    """
+    if not any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
+        log.info("speed.channels_last: this backbone has no 2-D convolution to speed up")
+    backbone.to(memory_format=torch.channels_last)
+    backbone.register_forward_pre_hook(_channels_last_input)
+
+
+def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
+    x, *rest = args
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return (x, *rest)
+
+
+def progress_bar(trainer_cfg) -> list[pl.Callback]:
+    """A progress bar that refreshes every ``log_every_n_steps`` steps, or nothing when disabled.
+
+    Lightning's default bar reads the step loss as a Python number at every step, which makes
+    the host wait for the device; refreshing at the logging interval removes that wait.
+    """
+    if not trainer_cfg.get("enable_progress_bar", True):
+        return []
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.get("log_every_n_steps", 1))))]
+
+
+class StepTimer(pl.Callback):
+    """Per training step: time waiting for the batch and time computing on it.
+
+    The wait is the time from the end of one step (its ``on_train_batch_end``) to the start of
+    the next within an epoch. The first batch of each epoch is kept apart, because its wait
+    also covers starting the loader and the epoch-start hooks. On a GPU the clock is
+    synchronised at both ends of a step, so the compute time includes the device's work.
+
+    Args:
+        path: where to write the records and :meth:`summary` as JSON when fitting ends, e.g.
+            ``+callbacks.step_timer._target_=transferlab.speed.StepTimer
+            +callbacks.step_timer.path=\${paths.output_dir}/step_times.json``.
+    """
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+        self.records: list[tuple[bool, float, float]] = []  # (first of epoch, wait, compute)
+        self.fit_s = 0.0
+        self._mark = 0.0
+        self._first = True
+        self._wait = 0.0
+
+    def _now(self, module) -> float:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer, module) -> None:
+        self.fit_s = -self._now(module)
+
+    def on_fit_end(self, trainer, module) -> None:
+        self.fit_s += self._now(module)
+        if self.path and trainer.is_global_zero:
+            out = {**self.summary(), "fit_s": self.fit_s, "records": self.records}
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).write_text(json.dumps(out) + "\n")
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._mark, self._first = self._now(module), True
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        now = self._now(module)
+        self._wait, self._mark = now - self._mark, now
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        now = self._now(module)
+        self.records.append((self._first, self._wait, now - self._mark))
+        self._mark, self._first = now, False
+
+    def step_times(self) -> list[float]:
+        """Whole-iteration times (wait + compute), leaving out each epoch's first batch."""
+        return [w + c for first, w, c in self.records if not first]
+
+    def summary(self) -> dict[str, float]:
+        """Steps counted, median step time (s), data-wait share, median first-batch wait (s)."""
+        later = [(w, c) for first, w, c in self.records if not first]
+        firsts = [w for first, w, _ in self.records if first]
+        total = sum(w + c for w, c in later)
+        return {
+            "steps": len(later),
+            "median_step_s": statistics.median(self.step_times()) if later else float("nan"),
+            "wait_share": sum(w for w, _ in later) / total if total else float("nan"),
+            "first_wait_s": statistics.median(firsts) if firsts else 0.0,
+        }
+
+
+def peak_training_memory(run: Callable[[], None], device: torch.device | str = "cpu") -> int:
+    """Peak bytes allocated while ``run()`` trains, above what was allocated before it.
+
+    That is activations, gradients, optimizer state and temporaries, without the weights, the
+    data or the rest of the process. On a GPU: ``torch.cuda.max_memory_allocated``. On a CPU:
+    the PyTorch profiler's memory accounting, each allocation and free taken in time order.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    # the raw allocation records (bytes > 0) and frees (< 0); summing each op's "self" memory
+    # instead would move frees to the start of the enclosing step and hide the peak
+    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    total = peak = 0
+    for record in sorted(records, key=lambda e: e.start_ns()):
+        total += record.nbytes()
+        peak = max(peak, total)
+    return peak
