@@ -219,7 +219,9 @@ class TransferModule(pl.LightningModule):
             penalty = self.regularizer(self)
             self.log("train/reg_loss", penalty, on_step=False, on_epoch=True)
             loss = loss + penalty
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # not prog_bar: the bar would read the step value as a Python number at every step,
+        # a host-device sync on a GPU; loggers read it only every log_every_n_steps
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Speed switches (channels_last, torch.compile, progress-bar refresh) and the measurements that
+"""Speed switches (channels_last, torch.compile) and the measurements that
 check them: per-step timing with the data wait apart, and peak training memory on CPU or GPU.
 
 The measured effect of each switch is in benchmarks/README.md.
@@ -65,19 +65,6 @@ def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
     if isinstance(x, torch.Tensor) and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return (x, *rest)
-
-
-def progress_bar(trainer_cfg) -> list[pl.Callback]:
-    """A progress bar that refreshes every ``log_every_n_steps`` steps, or nothing when disabled.
-
-    Lightning's default bar reads the step loss as a Python number at every step, which makes
-    the host wait for the device; refreshing at the logging interval removes that wait.
-    """
-    if not trainer_cfg.get("enable_progress_bar", True):
-        return []
-    from pytorch_lightning.callbacks import TQDMProgressBar
-
-    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.get("log_every_n_steps", 1))))]
 
 
 class StepTimer(pl.Callback):

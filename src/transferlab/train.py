@@ -25,6 +25,7 @@ from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metri
 from transferlab.errors import ConfigError
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
+from transferlab.speed import apply_speed_settings
 from transferlab.strategies import Unfreezer
 from transferlab.sweep import refuse_ddp_relaunch, run_isolated
 
@@ -108,6 +109,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
     module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization, extra=extra)
+    apply_speed_settings(cfg.get("speed"), module, dm)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
