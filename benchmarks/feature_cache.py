@@ -1,0 +1,90 @@
+"""(b) Feature cache: ``transferlab-train strategy=feature_extraction`` for 10 epochs with
+``strategy.cache_features=true`` against ``false``, and a 6-job head sweep with and without it.
+
+Each run is its own ``transferlab-train`` process; the time is the process's wall clock, so it
+holds everything a user waits for (start-up, data, the backbone passes, evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import QUIET, ROOT, ratio
+
+PROBE = ["strategy=feature_extraction", "backbone=resnet18", "backbone.weights=null"]
+QUICK = ["strategy=feature_extraction", "backbone=tiny", "backbone.weights=null", "data=synthetic"]
+# 6 jobs over head settings: LR x head type (the MLP head has dropout); label smoothing on
+SWEEP = ["optimizer.lr=1e-3,3e-3,1e-2", "head=linear,mlp", "loss.label_smoothing=0.1"]
+
+
+def transferlab_train(args: list[str], cache_dir: Path, multirun: bool = False) -> float:
+    """Run ``transferlab-train`` with ``args``; returns its wall-clock seconds."""
+    flags = ["-m"] if multirun else []
+    cmd = [sys.executable, "-m", "transferlab.train", *flags, *QUIET, *args]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*cmd, f"paths.cache_dir={cache_dir}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def single(base: list[str], epochs: int, cached: bool, work: Path) -> dict:
+    run_dir = work / f"cache_{str(cached).lower()}"
+    cache_dir = work / "cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the cached run pays for building it
+    wall = transferlab_train(
+        [
+            *base,
+            f"trainer.max_epochs={epochs}",
+            f"strategy.cache_features={str(cached).lower()}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cache_dir,
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"wall_s": wall, "train_s": metrics["time/wall_s"], "test_acc": metrics["test/acc"]}
+
+
+def sweep(base: list[str], epochs: int, cached: bool, work: Path) -> float:
+    cache_dir = work / "sweep_cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return transferlab_train(
+        [
+            "-m",
+            *base,
+            f"trainer.max_epochs={epochs}",
+            f"strategy.cache_features={str(cached).lower()}",
+            *SWEEP,
+            f"hydra.sweep.dir={work / f'sweep_{str(cached).lower()}'}",
+        ],
+        cache_dir,
+        multirun=True,
+    )
+
+
+def run(work: Path, quick: bool = False, epochs: int = 10) -> dict:
+    """Uncached and cached 10-epoch runs (interleaved), then the two sweeps."""
+    base = QUICK if quick else PROBE
+    epochs = 2 if quick else epochs
+    off, on = single(base, epochs, False, work), single(base, epochs, True, work)
+    sweep_off, sweep_on = sweep(base, epochs, False, work), sweep(base, epochs, True, work)
+    return {
+        "config": " ".join(base) + f" trainer.max_epochs={epochs}",
+        "uncached": off,
+        "cached": on,
+        "speedup_wall": ratio(off["wall_s"], on["wall_s"]),
+        "speedup_train": ratio(off["train_s"], on["train_s"]),
+        "acc_diff_points": 100 * (on["test_acc"] - off["test_acc"]),
+        "sweep": " ".join(SWEEP),
+        "sweep_uncached_s": sweep_off,
+        "sweep_cached_s": sweep_on,
+        "sweep_speedup": ratio(sweep_off, sweep_on),
+        "goal": f"speedup >= {0.8 * epochs:.0f} (0.8 E), |acc diff| <= 0.5 point",
+    }

@@ -1,0 +1,80 @@
+"""The markdown table of a benchmark results dict (``outputs/bench/results.md``)."""
+
+from __future__ import annotations
+
+
+def _f(x, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(part, what was compared, measured, goal) per figure, for the parts that ran."""
+    out = []
+    if "overhead" in results:
+        r = results["overhead"]
+        out.append(
+            (
+                "(a) overhead",
+                f"median step: transferlab {1000 * r['transferlab_median_step_s']:.1f} ms / "
+                f"plain loop {1000 * r['plain_median_step_s']:.1f} ms ({r['steps_per_arm']} steps each)",
+                f"{_f(r['ratio'], 3)}x",
+                r["goal"],
+            )
+        )
+    if "feature_cache" in results:
+        r = results["feature_cache"]
+        out.append(
+            (
+                "(b) feature cache",
+                f"run wall: uncached {r['uncached']['wall_s']:.1f} s / cached {r['cached']['wall_s']:.1f} s "
+                f"(train(): {r['uncached']['train_s']:.1f} / {r['cached']['train_s']:.1f} s, "
+                f"{_f(r['speedup_train'], 1)}x); test acc diff {r['acc_diff_points']:+.2f} points",
+                f"{_f(r['speedup_wall'], 1)}x",
+                r["goal"],
+            )
+        )
+        out.append(
+            (
+                "(b) 6-job head sweep",
+                f"uncached {r['sweep_uncached_s']:.0f} s / cached {r['sweep_cached_s']:.0f} s",
+                f"{_f(r['sweep_speedup'], 1)}x",
+                "k jobs ~ one backbone pass",
+            )
+        )
+    if "memory" in results:
+        r = results["memory"]
+        for s in ("feature_extraction", "partial"):
+            out.append(
+                (
+                    f"(c) {s} vs full",
+                    f"peak {r[s]['peak_mib']:.1f} / {r['full']['peak_mib']:.1f} MiB; "
+                    f"step time {_f(r[s]['step_time_vs_full'])}x",
+                    f"{_f(r[s]['memory_vs_full'])}x memory",
+                    r["goal"] if s == "feature_extraction" else "",
+                )
+            )
+    if "data_wait" in results:
+        r = results["data_wait"]
+        for name, v in r.items():
+            if isinstance(v, dict):
+                out.append(
+                    (
+                        f"(d) data wait, {name}",
+                        f"median step {1000 * v['median_step_s']:.1f} ms over {v['steps']} steps",
+                        f"{100 * v['wait_share']:.2f}%",
+                        "< 5%",
+                    )
+                )
+    return out
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    head = (
+        f"Machine: {m['cpu_cores']} CPU cores, {m['torch_threads']} torch threads, GPU: "
+        f"{m['gpu'] or 'none'}; load average at start {m['load_avg_1min_at_start']:.1f}; "
+        f"torch {m['torch']}.\n\n"
+    )
+    lines = ["| part | compared | measured | goal |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows(results)]
+    return head + "\n".join(lines) + "\n"
