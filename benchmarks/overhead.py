@@ -44,7 +44,12 @@ def transferlab_steps(overrides: list[str], run_dir: Path) -> list[float]:
     return [wait + compute for first, wait, compute in records if not first]
 
 
-def plain_steps(overrides: list[str], run_dir: Path) -> list[float]:
+def plain_steps(
+    overrides: list[str],
+    run_dir: Path,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[float]:
     """Per-step seconds of a plain loop over the model, data and optimizer that run would use."""
     cfg = compose_cfg(overrides, run_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -55,6 +60,8 @@ def plain_steps(overrides: list[str], run_dir: Path) -> list[float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module.to(device)
     model = torch.nn.Sequential(module.backbone, module.head)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     opt_factory = instantiate(cfg.optimizer)
     groups = build_param_groups(
         module.named_group_parameters(),
@@ -77,6 +84,8 @@ def plain_steps(overrides: list[str], run_dir: Path) -> list[float]:
         scheduler=scheduler,
         clip=cfg.trainer.gradient_clip_val,
         label_smoothing=cfg.loss.label_smoothing,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
     )
 
 

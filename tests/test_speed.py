@@ -1,0 +1,181 @@
+"""Speed switches (channels_last, torch.compile, bf16, loader workers), no per-step host sync,
+the step timer, peak training memory, and the benchmark runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from transferlab.backbones import create_backbone
+from transferlab.errors import ConfigError
+from transferlab.speed import StepTimer, apply_speed_settings, peak_training_memory
+from transferlab.train import build_datamodule, build_module, train
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def tiny_backbone():
+    return create_backbone("test_resnet", in_chans=3)
+
+
+def test_channels_last_puts_weights_and_inputs_in_nhwc():
+    torch.manual_seed(0)
+    backbone = tiny_backbone().eval()
+    x = torch.randn(2, 3, 32, 32)
+    before = backbone(x)
+    seen = []
+    conv = next(m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    apply_speed_settings({"channels_last": True}, SimpleNamespace(backbone=backbone))
+    after = backbone(x)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert seen[-1].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_wraps_the_backbone_and_drops_the_last_partial_batch():
+    backbone = tiny_backbone()
+    dm = SimpleNamespace(drop_last=False)
+    apply_speed_settings({"compile": True}, SimpleNamespace(backbone=backbone), dm)
+    assert backbone._compiled_call_impl is not None  # compiled lazily, at the first call
+    assert dm.drop_last is True
+
+
+def test_unknown_compile_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="speed.compile_mode must be one of"):
+        apply_speed_settings(
+            {"compile": True, "compile_mode": "fastest"}, SimpleNamespace(backbone=tiny_backbone())
+        )
+
+
+def test_loaders_use_persistent_workers_and_pin_memory_only_on_a_gpu(make_cfg):
+    dm = build_datamodule(make_cfg(["data=synthetic", "data.num_workers=2"]))
+    loader = dm.train_dataloader()
+    assert loader.num_workers == 2 and loader.persistent_workers
+    assert loader.pin_memory == torch.cuda.is_available()
+
+
+def test_training_steps_read_no_tensor_values_on_the_host(make_cfg, monkeypatch):
+    """Lightning turns progress-bar values into Python numbers at every step (a sync on a GPU);
+    only loggers may read values, every log_every_n_steps steps."""
+    cfg = make_cfg(["data=synthetic", "data.num_samples=384"])  # 6 training batches
+    dm = build_datamodule(cfg)
+    dm.setup()
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
+    reads, inside = [], [False]
+    original = torch.Tensor.item
+
+    def item(t):
+        frames = traceback.extract_stack(limit=4)[:-1]
+        # the optimizer's step counters are CPU scalars even on a GPU: no sync
+        if inside[0] and not any("/torch/optim/" in f.filename for f in frames):
+            reads.append(frames[-1])
+        return original(t)
+
+    class Window(pl.Callback):
+        def on_train_batch_start(self, *args):
+            inside[0] = True
+
+        def on_train_epoch_end(self, *args):
+            inside[0] = False
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=0,
+        log_every_n_steps=3,
+        callbacks=[Window()],
+        logger=pl.loggers.CSVLogger(cfg.paths.output_dir),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    steps = trainer.global_step
+    assert steps == 6
+    assert len(reads) <= steps // 3, reads  # one logged value per logging step at most
+
+
+def test_step_timer_keeps_the_wait_apart_from_the_step():
+    timer, module = StepTimer(), SimpleNamespace(device=torch.device("cpu"))
+    timer.on_train_epoch_start(None, module)
+    time.sleep(0.05)  # first batch: starting the loader, reported apart
+    for wait in (0.03, 0.0):
+        timer.on_train_batch_start(None, module, None, 0)
+        time.sleep(0.02)
+        timer.on_train_batch_end(None, module, None, None, 0)
+        time.sleep(wait)
+    timer.on_train_batch_start(None, module, None, 1)
+    timer.on_train_batch_end(None, module, None, None, 1)
+    summary = timer.summary()
+    assert summary["steps"] == 2
+    assert summary["first_wait_s"] >= 0.05
+    assert 0.03 <= sum(w for _, w, _ in timer.records[1:]) < 0.03 + 0.05
+    assert 0.3 < summary["wait_share"] < 1
+
+
+def test_peak_training_memory_counts_gradients_and_optimizer_state():
+    model = torch.nn.Linear(512, 512)
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    x = torch.randn(8, 512)
+
+    def steps(params):
+        optimizer = torch.optim.Adam(params)
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+
+    full = peak_training_memory(lambda: steps(model.parameters()))
+    assert full >= 3 * weights  # gradients + Adam's two moments
+    model.weight.requires_grad_(False)
+    frozen = peak_training_memory(lambda: steps([model.bias]))
+    assert frozen < 0.1 * full
+
+
+@pytest.mark.slow
+def test_bf16_and_channels_last_train_end_to_end_on_cpu(make_cfg):
+    cfg = make_cfg(
+        ["data=synthetic", "trainer.max_epochs=1", "trainer.precision=bf16-mixed"]
+        + ["speed.channels_last=true", "logger=none"]
+    )
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1
+
+
+@pytest.mark.slow
+def test_compiled_backbone_trains_end_to_end(make_cfg):
+    cfg = make_cfg(["data=synthetic", "trainer.max_epochs=1", "speed.compile=true", "logger=none"])
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1
+
+
+@needs_gpu
+def test_gpu_bf16_channels_last_compiled_run(make_cfg):
+    cfg = make_cfg(
+        ["data=synthetic", "trainer=gpu", "trainer.accelerator=gpu", "trainer.max_epochs=1"]
+        + ["speed.channels_last=true", "speed.compile=true", "logger=none"]
+    )
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_results_and_table(tmp_path):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)]
+    subprocess.run([*cmd, "--parts", "overhead,memory,data_wait"], cwd=ROOT, check=True)
+    results = json.loads((out / "results.json").read_text())
+    assert results["overhead"]["ratio"] > 0
+    assert results["memory"]["feature_extraction"]["memory_vs_full"] < 1
+    assert "| (a) overhead |" in (out / "results.md").read_text()
