@@ -43,12 +43,12 @@ bench: $(STAMP) ## performance benchmarks: outputs/bench/results.json + results.
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 clean: ## remove outputs, caches and the venv
 	rm -rf outputs .pytest_cache .ruff_cache $(VENV) src/*.egg-info
