@@ -46,8 +46,14 @@ def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.Com
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
-    res = sweep(tmp_path, "backbone.name=no_such_net,test_resnet")
+    # as a user types it: no sweep dir given, so the default one under ./outputs/multirun
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "transferlab.train", "-m", *TINY]
+    cmd += ["backbone.name=no_such_net,test_resnet"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    [made] = (tmp_path / "outputs" / "multirun").iterdir()
+    made.rename(tmp_path / "sweep")
     failure = json.loads((tmp_path / "sweep" / "0" / "failure.json").read_text())
     assert failure["error"] == "ConfigError"
     assert "Unknown backbone 'no_such_net'" in failure["message"]
