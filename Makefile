@@ -39,7 +39,7 @@ test: $(STAMP) ## fast test suite
 test-slow: $(STAMP) ## slow tests only
 	$(PY) -m pytest -q -m slow $(ARGS)
 
-bench: $(STAMP) ## performance benchmarks: outputs/bench/results.json + results.md (see benchmarks/README.md)
+bench: $(STAMP) $(PRETRAINED) ## performance benchmarks: outputs/bench/results.json + results.md (see benchmarks/README.md)
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
