@@ -207,3 +207,16 @@ def test_bad_input_is_one_clear_sentence(make_cfg, overrides, message):
     assert isinstance(error, ConfigError) and message in str(error)
     assert str(error).count(". ") == 0 and str(error).endswith(".")  # one sentence
     assert not Path(cfg.paths.output_dir).exists()  # nothing written
+
+
+def test_eval_of_an_adapted_checkpoint_reports_both_domains(make_cfg):
+    from transferlab.evaluate import evaluate
+
+    cfg = make_cfg(
+        [*PAIR, "domain_adaptation=coral", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    )
+    trained = train(cfg)
+    ckpt = Path(cfg.paths.output_dir, "checkpoints", "best.ckpt")
+    scored = evaluate(make_cfg([f"ckpt_path={ckpt}"], config_name="eval"))
+    for key in ("test/acc", "test_source/acc"):
+        assert scored[key] == pytest.approx(trained[key], abs=1e-6), key

@@ -72,8 +72,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"set data.channels={channels} (image folders) or use matching data."
         )
     trainer: pl.Trainer = instantiate(cfg.trainer)
-    results = trainer.test(module, datamodule=dm, verbose=True)[0]
-    metrics = {k: float(v) for k, v in sorted(results.items())}
+    # one dict per test loader (a source/target pair has two: test/… and test_source/…)
+    results = trainer.test(module, datamodule=dm, verbose=True)
+    metrics = {k: float(v) for r in results for k, v in sorted(r.items())}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
