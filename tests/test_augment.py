@@ -195,7 +195,8 @@ def test_pretrained_statistics_average_to_grey():
     assert pretrained_normalization({}, 3) is None
 
 
-def run_fast(make_cfg, overrides):
+def check_fast_run(make_cfg, overrides):
+    """A fast_dev_run writes metrics.json with a sane accuracy and a positive training loss."""
     cfg = make_cfg(
         ["+trainer.fast_dev_run=true", "data=synthetic", "data.batch_size=8", *overrides]
     )
@@ -206,23 +207,25 @@ def run_fast(make_cfg, overrides):
 
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS)
 def test_every_augmentation_trains(make_cfg, augmentation):
-    run_fast(make_cfg, [f"augmentation={augmentation}", "loss.label_smoothing=0.1"])
+    check_fast_run(make_cfg, [f"augmentation={augmentation}", "loss.label_smoothing=0.1"])
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_trains_with_mixing(make_cfg, strategy):
-    run_fast(make_cfg, [f"strategy={strategy}", "augmentation=mixup_cutmix"])
+    check_fast_run(make_cfg, [f"strategy={strategy}", "augmentation=mixup_cutmix"])
 
 
 def test_image_pipeline_and_mixing_compose(make_cfg):
-    run_fast(make_cfg, ["augmentation=cutmix", "augmentation/image=strong", "data.crop_size=24"])
+    check_fast_run(
+        make_cfg, ["augmentation=cutmix", "augmentation/image=strong", "data.crop_size=24"]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS)
 def test_augmentation_x_strategy_grid(make_cfg, augmentation, strategy):
-    run_fast(make_cfg, [f"augmentation={augmentation}", f"strategy={strategy}"])
+    check_fast_run(make_cfg, [f"augmentation={augmentation}", f"strategy={strategy}"])
 
 
 @pytest.mark.parametrize(
