@@ -56,3 +56,15 @@ def image_folder(tmp_path_factory) -> Path:
             img = Image.fromarray(arr).convert(modes[i % 4])
             img.save(root / name / f"{i}.png")
     return root
+
+
+def check_refused(cfg, capsys, message: str) -> None:
+    """``cfg`` is bad input: exit status 2, one ``error: …`` line holding ``message``, no metrics."""
+    from transferlab.train import run_or_explain, train
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_or_explain(train, cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not Path(cfg.paths.output_dir, "metrics.json").exists()

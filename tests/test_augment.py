@@ -10,7 +10,7 @@ import torch
 from torchvision.transforms import v2
 
 import test_grid
-from conftest import CONF
+from conftest import CONF, check_refused
 from transferlab.augment import (
     Augmentation,
     BatchMix,
@@ -27,7 +27,7 @@ from transferlab.data import Digits, ImageFolderData, MnistSplit, Synthetic, Tor
 from transferlab.errors import ConfigError
 from transferlab.preview import label_weights
 from transferlab.preview import main as preview_main
-from transferlab.train import run_or_explain, train
+from transferlab.train import train
 
 PIPELINES = {"basic": basic, "strong": strong, "randaugment": randaugment}
 fake_mnist_root = test_grid.fake_mnist_root  # the tiny on-disk MNIST fixture, shared
@@ -244,12 +244,7 @@ def test_augmentation_x_strategy_grid(make_cfg, augmentation, strategy):
 )
 def test_bad_augmentation_input_is_one_sentence(make_cfg, capsys, overrides, message):
     cfg = make_cfg(["data=synthetic", *overrides])
-    with pytest.raises(SystemExit) as exit_info:
-        run_or_explain(train, cfg)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
-    assert not Path(cfg.paths.output_dir, "metrics.json").exists()
+    check_refused(cfg, capsys, message)
 
 
 def test_bad_pipeline_settings():

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import check_refused
 from transferlab.train import run_or_explain, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,12 +113,7 @@ def test_cli_bad_input_is_one_sentence(tmp_path):
 )
 def test_bad_input_exits_with_one_sentence(make_cfg, capsys, overrides, message):
     cfg = make_cfg(overrides)
-    with pytest.raises(SystemExit) as exit_info:
-        run_or_explain(train, cfg)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
-    assert not Path(cfg.paths.output_dir, "metrics.json").exists()
+    check_refused(cfg, capsys, message)
 
 
 def test_weights_that_do_not_fit(make_cfg, capsys, tmp_path):

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 
+from conftest import check_refused
 from transferlab.strategies import Unfreezer, UnfreezeSchedule
-from transferlab.train import build_datamodule, build_module, run_or_explain, train
+from transferlab.train import build_datamodule, build_module
 
 
 def test_events_by_epoch():
@@ -170,6 +171,4 @@ def test_plateau_unfreezes_after_patience(make_cfg):
 )
 def test_bad_schedules(make_cfg, capsys, overrides, message):
     cfg = make_cfg(["data=synthetic", *overrides])
-    with pytest.raises(SystemExit):
-        run_or_explain(train, cfg)
-    assert message in capsys.readouterr().err
+    check_refused(cfg, capsys, message)
