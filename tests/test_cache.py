@@ -28,7 +28,12 @@ def cache_files(cfg) -> list[Path]:
 def test_cached_probe_trains_the_same_head_as_the_uncached_one(make_cfg, tmp_path):
     cached_cfg = make_cfg(PROBE)
     cached = train(cached_cfg)
-    assert len(cache_files(cached_cfg)) == 1
+    assert [p.name.rsplit("-", 1)[1] for p in cache_files(cached_cfg)] == [
+        "test.pt",
+        "train.pt",
+        "val.pt",
+    ]
+    assert cached["time/feature_pass_s"] > 0
     plain_cfg = make_cfg([*PROBE, "strategy.cache_features=false"])
     with open_dict(plain_cfg):
         plain_cfg.paths.output_dir = str(tmp_path / "plain")
@@ -41,16 +46,17 @@ def test_cached_probe_trains_the_same_head_as_the_uncached_one(make_cfg, tmp_pat
 def test_head_sweep_reuses_one_cache_file(make_cfg, tmp_path, caplog):
     first = make_cfg([*PROBE, "trainer.max_epochs=1"])
     train(first)
-    [path] = cache_files(first)
-    stamp = path.stat().st_mtime_ns
+    paths = cache_files(first)
+    stamps = [p.stat().st_mtime_ns for p in paths]
     caplog.set_level("INFO", logger="transferlab")
     for overrides in (["optimizer.lr=0.01"], ["head=mlp", "loss.label_smoothing=0.1"]):
         cfg = make_cfg([*PROBE, "trainer.max_epochs=1", *overrides])
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / overrides[0])
         train(cfg)
-    assert cache_files(first) == [path] and path.stat().st_mtime_ns == stamp
-    assert caplog.text.count("feature cache: reusing") == 2
+    assert cache_files(first) == paths and [p.stat().st_mtime_ns for p in paths] == stamps
+    assert caplog.text.count("feature cache: reusing") == 2 * 3  # train, val, test each
+    assert "feature cache: computing" not in caplog.text
 
 
 def test_a_checkpoint_trained_on_cached_features_scores_the_same_on_images(make_cfg):
@@ -106,3 +112,55 @@ def test_cache_key_follows_weights_and_data_but_not_loader_settings(make_cfg):
     with torch.no_grad():
         next(module.backbone.model.parameters()).add_(1.0)
     assert cache_key(cfg, module) != key
+
+
+def test_test_features_are_computed_only_when_testing(make_cfg):
+    from transferlab.cache import FeatureCache
+
+    cfg, module, dm = module_and_data(make_cfg, ["strategy=feature_extraction"])
+    cache = FeatureCache(cfg, module, dm, Path(cfg.paths.cache_dir))
+    x, y = cache["train"]
+    assert x.shape == (len(dm.splits.train[1]), module.backbone.num_features)
+    assert torch.equal(y, dm.splits.train[1])
+    assert cache.path("train").is_file() and not cache.path("test").exists()
+    assert module.training  # the pass puts the module back in its mode
+
+
+def test_deferred_checkpoints_write_each_file_once_with_its_latest_content(tmp_path):
+    from transferlab.cache import DeferredCheckpointIO
+
+    io = DeferredCheckpointIO()
+    weight = torch.zeros(3)
+    for epoch in range(4):
+        weight.add_(1.0)  # the module keeps training after each save
+        io.save_checkpoint({"w": weight, "epoch": epoch}, tmp_path / "last.ckpt")
+        if epoch == 1:
+            io.save_checkpoint({"w": weight, "epoch": epoch}, tmp_path / "best.ckpt")
+    io.save_checkpoint({"w": weight}, tmp_path / "dropped.ckpt")
+    io.remove_checkpoint(tmp_path / "dropped.ckpt")
+    assert list(tmp_path.iterdir()) == []  # nothing written during the stage
+    io.teardown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    assert best["epoch"] == 1 and torch.equal(best["w"], torch.full((3,), 2.0))
+    last = io.load_checkpoint(tmp_path / "last.ckpt")
+    assert last["epoch"] == 3 and torch.equal(last["w"], torch.full((3,), 4.0))
+
+
+def test_a_cached_run_writes_its_checkpoints_once_at_the_end_of_fitting(make_cfg, monkeypatch):
+    from pytorch_lightning.plugins import TorchCheckpointIO
+
+    writes = []
+    real_save = TorchCheckpointIO.save_checkpoint
+
+    def counting_save(self, checkpoint, path, *args, **kwargs):
+        writes.append((Path(path).name, checkpoint["epoch"]))
+        return real_save(self, checkpoint, path, *args, **kwargs)
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", counting_save)
+    cfg = make_cfg([*PROBE, "trainer.max_epochs=4"])
+    train(cfg)
+    assert sorted(name for name, _ in writes) == ["best.ckpt", "last.ckpt"]
+    assert dict(writes)["last.ckpt"] == 3
+    last = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=False)
+    assert last["epoch"] == 3

@@ -5,9 +5,10 @@ training augmentation, no batch mixing, no domain adaptation) and no stochastic 
 backbone, the backbone maps each image to the same features at every epoch. Paying that forward
 pass once instead of once per epoch is the whole cost of a linear probe.
 
-The cache file is keyed by the backbone weights and config, the data config (minus loader
-settings) and the input normalisation, so runs that differ only in head settings (LR, head type,
-dropout, label smoothing, epochs) share one file under ``paths.cache_dir``.
+The cache files (one per split) are keyed by the backbone weights and config, the data config
+(minus loader settings) and the input normalisation, so runs that differ only in head settings
+(LR, head type, dropout, label smoothing, epochs) share them under ``paths.cache_dir``. A cached
+run writes its checkpoints once, at the end of fitting (:class:`DeferredCheckpointIO`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -32,7 +36,8 @@ log = logging.getLogger("transferlab")
 
 # data settings that change how batches are served, not what the images are
 LOADER_KEYS = {"batch_size", "num_workers", "pin_memory", "drop_last"}
-SPLITS = ("train", "val", "test")
+# rows of cached features per evaluation batch
+EVAL_BATCH = 1024
 
 
 def why_not_cacheable(module, dm) -> list[str]:
@@ -107,34 +112,61 @@ def backbone_features(module, loader: DataLoader, device: torch.device) -> tuple
     return torch.cat(feats), torch.cat(labels)
 
 
-def load_or_compute(cfg: DictConfig, module, dm, cache_dir: Path) -> dict:
-    """{split: (features, labels)} from ``cache_dir``, computing and saving them if missing."""
-    path = Path(cache_dir) / f"{cache_key(cfg, module)}.pt"
-    if path.is_file():
-        log.info("feature cache: reusing %s", path)
-        return torch.load(path, weights_only=True)
-    accelerator = cfg.trainer.get("accelerator", "auto")
-    device = torch.device(
-        "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
-    )
-    n = sum(len(getattr(dm.splits, s)[1]) for s in SPLITS)
-    log.info("feature cache: computing backbone features of %d images once (%s)", n, device)
-    was_training = module.training
-    module.to(device).eval()
-    features = {s: backbone_features(module, dm.eval_dataloader(s), device) for s in SPLITS}
-    module.to("cpu").train(was_training)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(features, partial)
-    os.replace(partial, path)  # atomic: parallel sweep jobs never read a half-written file
-    log.info("feature cache: saved %s", path)
-    return features
+class FeatureCache:
+    """Backbone features of each split, computed on first use and kept on disk and in memory.
+
+    Each split is its own file, ``<key>-<split>.pt`` under ``cache_dir``, computed when a loader
+    first asks for it: training and validation features at the start of ``fit``, test features
+    at ``test``. The pass runs on the module's device at that moment (inside ``fit`` the trainer
+    has moved it there). ``seconds`` adds up the time spent computing, for the run's metrics.
+    """
+
+    def __init__(self, cfg: DictConfig, module, dm, cache_dir: Path):
+        self.module, self.dm = module, dm
+        self.prefix = Path(cache_dir) / cache_key(cfg, module)
+        self.loaded: dict[str, tuple] = {}
+        self.seconds = 0.0
+
+    def path(self, split: str) -> Path:
+        return self.prefix.with_name(f"{self.prefix.name}-{split}.pt")
+
+    def __getitem__(self, split: str) -> tuple:
+        if split not in self.loaded:
+            path = self.path(split)
+            if path.is_file():
+                log.info("feature cache: reusing %s", path)
+                self.loaded[split] = torch.load(path, weights_only=True)
+            else:
+                self.loaded[split] = self.compute(split, path)
+        return self.loaded[split]
+
+    def compute(self, split: str, path: Path) -> tuple:
+        module = self.module
+        device = next(module.parameters()).device
+        n = len(getattr(self.dm.splits, split)[1])
+        log.info(
+            "feature cache: computing backbone features of %d %s images (%s)", n, split, device
+        )
+        start = time.perf_counter()
+        was_training, takes_features = module.training, module.inputs_are_features
+        module.eval().inputs_are_features = False  # images in, for this pass
+        try:
+            features = backbone_features(module, self.dm.eval_dataloader(split), device)
+        finally:
+            module.train(was_training).inputs_are_features = takes_features
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(features, partial)
+        os.replace(partial, path)  # atomic: parallel sweep jobs never read a half-written file
+        self.seconds += time.perf_counter() - start
+        log.info("feature cache: saved %s", path)
+        return features
 
 
 class FeatureData(pl.LightningDataModule):
     """Serves cached (features, label) batches in place of an image datamodule."""
 
-    def __init__(self, features: dict, batch_size: int, seed: int, drop_last: bool = False):
+    def __init__(self, features: FeatureCache, batch_size: int, seed: int, drop_last: bool = False):
         super().__init__()
         self.features, self.batch_size, self.seed = features, batch_size, seed
         self.drop_last = drop_last
@@ -143,7 +175,8 @@ class FeatureData(pl.LightningDataModule):
         x, y = self.features[split]
         return DataLoader(
             TensorDataset(x, y),
-            batch_size=self.batch_size,
+            # evaluation batches do not change the scores; on features, large ones cost less
+            batch_size=self.batch_size if train else max(self.batch_size, EVAL_BATCH),
             sampler=EpochShuffle(len(y), self.seed) if train else None,
             drop_last=train and self.drop_last,
         )
@@ -158,10 +191,40 @@ class FeatureData(pl.LightningDataModule):
         return self._loader("test", train=False)
 
 
-def maybe_cache_features(cfg: DictConfig, module, dm):
-    """The datamodule to fit on: ``dm`` itself, or cached features of it (module switched over)."""
-    if not use_cache(module.strategy.cache_features, module, dm):
-        return dm
-    features = load_or_compute(cfg, module, dm, Path(cfg.paths.cache_dir) / "features")
+def cached_data(cfg: DictConfig, module, dm) -> FeatureData:
+    """Cached features of ``dm`` to fit on; the module then takes features as its input."""
+    cache = FeatureCache(cfg, module, dm, Path(cfg.paths.cache_dir) / "features")
     module.inputs_are_features = True
-    return FeatureData(features, dm.batch_size, dm.seed, dm.drop_last)
+    return FeatureData(cache, dm.batch_size, dm.seed, dm.drop_last)
+
+
+class DeferredCheckpointIO(TorchCheckpointIO):
+    """Holds each checkpoint file's newest content in memory and writes it once, at the end of
+    the trainer stage (``teardown``), or when the file is read.
+
+    On cached features an epoch of head training takes milliseconds, less than writing the whole
+    model to disk; writing ``best.ckpt`` on every improvement and ``last.ckpt`` every epoch
+    would then cost more than the training. The files on disk after ``fit`` are the same.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pending: dict[str, tuple] = {}
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        # a point-in-time copy: the module's tensors keep changing after this call
+        copy = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        self.pending[str(path)] = (copy, storage_options)
+
+    def remove_checkpoint(self, path) -> None:
+        if self.pending.pop(str(path), None) is None:
+            super().remove_checkpoint(path)
+
+    def load_checkpoint(self, path, *args, **kwargs):
+        self.teardown()
+        return super().load_checkpoint(path, *args, **kwargs)
+
+    def teardown(self) -> None:
+        for path, (checkpoint, options) in self.pending.items():
+            super().save_checkpoint(checkpoint, path, options)
+        self.pending.clear()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from transferlab.augment import pretrained_normalization
-from transferlab.cache import maybe_cache_features
+from transferlab.cache import DeferredCheckpointIO, cached_data, use_cache
 from transferlab.data import ImageDataModule
 from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metrics
 from transferlab.errors import ConfigError
@@ -110,6 +110,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
     module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization, extra=extra)
     apply_speed_settings(cfg.get("speed"), module, dm)
+    cached = use_cache(module.strategy.cache_features, module, dm)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
@@ -122,15 +123,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(resolved)
     if not loggers:  # nothing to log LRs to; lr_per_group.png still records them
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    extra_trainer_args = cpu_fallbacks(cfg.trainer)
+    if cached and not cfg.trainer.get("plugins"):
+        extra_trainer_args["plugins"] = [DeferredCheckpointIO()]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **cpu_fallbacks(cfg.trainer)
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra_trainer_args
     )
     try:
         refuse_ddp_relaunch(trainer)
-        fit_data = maybe_cache_features(cfg, module, dm)
+        fit_data = cached_data(cfg, module, dm) if cached else dm
         metrics, best = fit_and_evaluate(trainer, module, fit_data, cfg.get("ckpt_path"))
     finally:
         finish_loggers(loggers)
+    if cached:
+        metrics["time/feature_pass_s"] = round(fit_data.features.seconds, 2)
     metrics["time/wall_s"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         write_outputs(cfg, module, metrics, out, best)
