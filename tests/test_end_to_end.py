@@ -20,11 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "data.batch_size=16"]
 
 
-def cli(module: str, *args: str) -> subprocess.CompletedProcess:
+def cli(command: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run an installed console script (``transferlab-train``, ...) of this environment."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
+        [str(Path(sys.executable).parent / command), *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -33,9 +34,10 @@ def cli(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_run_then_eval(tmp_path):
+    # the installed commands, started outside the repository, find the config tree
     run = tmp_path / "run"
     res = cli(
-        "transferlab.train",
+        "transferlab-train",
         "backbone=tiny",
         "backbone.weights=null",
         "data=synthetic",
@@ -44,6 +46,7 @@ def test_cli_run_then_eval(tmp_path):
         "print_config=false",
         f"hydra.run.dir={run}",
         f"paths.log_dir={tmp_path}",
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -73,11 +76,12 @@ def test_cli_run_then_eval(tmp_path):
 
     out = tmp_path / "eval"
     res = cli(
-        "transferlab.evaluate",
+        "transferlab-eval",
         f"ckpt_path={run / 'checkpoints/best.ckpt'}",
         "trainer.accelerator=cpu",
         f"hydra.run.dir={out}",
         f"paths.log_dir={tmp_path}",
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     evaluated = json.loads((out / "metrics.json").read_text())
@@ -87,7 +91,7 @@ def test_cli_run_then_eval(tmp_path):
 def test_cli_bad_input_is_one_sentence(tmp_path):
     run = tmp_path / "run"
     res = cli(
-        "transferlab.train",
+        "transferlab-train",
         "backbone.name=resnt18",
         f"hydra.run.dir={run}",
         f"paths.log_dir={tmp_path}",

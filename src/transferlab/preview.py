@@ -18,10 +18,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
+from transferlab import CONF_DIR
 from transferlab.augment import center_crop, crop_size_for
 from transferlab.train import build_datamodule, run_or_explain
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -82,7 +81,7 @@ def save_grid(originals, versions, mixed, names, labels, title: str, out: Path) 
 
 
 def run(args: argparse.Namespace) -> Path:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=args.overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # paths.* interpolate Hydra's runtime values
     choices = cfg.hydra.runtime.choices

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from transferlab import CONF_DIR
 from transferlab.augment import pretrained_normalization
 from transferlab.cache import DeferredCheckpointIO, cached_data, use_cache
 from transferlab.data import ImageDataModule
@@ -237,7 +238,7 @@ def config_error_in(e: BaseException | None) -> ConfigError | None:
     return e
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # inside a -m sweep a failing job is recorded in its dir and the sweep goes on
     metrics = run_or_explain(lambda c: run_isolated(train, c), cfg)
