@@ -8,6 +8,7 @@ holds everything a user waits for (start-up, data, the backbone passes, evaluati
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ PROBE = ["strategy=feature_extraction", "backbone=resnet18"]
 QUICK = ["strategy=feature_extraction", "backbone=tiny", "backbone.weights=null", "data=synthetic"]
 # 6 jobs over head settings: LR x head type (the MLP head has dropout); label smoothing on
 SWEEP = ["optimizer.lr=1e-3,3e-3,1e-2", "head=linear,mlp", "loss.label_smoothing=0.1"]
+SWEEP_JOBS = math.prod(len(arg.split("=", 1)[1].split(",")) for arg in SWEEP)
 
 
 def transferlab_train(args: list[str], cache_dir: Path, multirun: bool = False) -> float:
@@ -65,18 +67,25 @@ def single(base: list[str], epochs: int, cached: bool, work: Path) -> dict:
 
 def sweep(base: list[str], epochs: int, cached: bool, work: Path) -> float:
     cache_dir = work / "sweep_cache"
+    sweep_dir = work / f"sweep_{str(cached).lower()}"
     shutil.rmtree(cache_dir, ignore_errors=True)
-    return transferlab_train(
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    seconds = transferlab_train(
         [
             *base,
             f"trainer.max_epochs={epochs}",
             f"strategy.cache_features={str(cached).lower()}",
             *SWEEP,
-            f"hydra.sweep.dir={work / f'sweep_{str(cached).lower()}'}",
+            f"hydra.sweep.dir={sweep_dir}",
         ],
         cache_dir,
         multirun=True,
     )
+    # a sweep survives failing jobs; a benchmark over failed jobs would time nothing real
+    failed = sorted(sweep_dir.glob("*/failure.json"))
+    if failed or len(list(sweep_dir.glob("*/metrics.json"))) != SWEEP_JOBS:
+        raise RuntimeError(f"sweep jobs failed: {failed[0].read_text()[:2000] if failed else ''}")
+    return seconds
 
 
 def run(work: Path, quick: bool = False, epochs: int = 10) -> dict:

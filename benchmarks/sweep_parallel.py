@@ -45,6 +45,9 @@ def timed_sweep(root: Path, job: list[str], seeds: str, launcher: list[str]) -> 
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
     jobs = [json.loads(p.read_text())["time/wall_s"] for p in root.glob("sweep/*/metrics.json")]
+    failed = sorted(str(p.parent) for p in root.glob("sweep/*/failure.json"))
+    if failed or len(jobs) != seeds.count(",") + 1:
+        raise RuntimeError(f"sweep jobs failed, the timing would mean nothing: {failed}")
     return {"wall_s": round(wall, 1), "job_wall_s": jobs}
 
 
