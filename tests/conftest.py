@@ -12,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from PIL import Image
 
+import transferlab  # noqa: F401  (registers the config resolvers, as every command does)
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 FAST = [
     "backbone=tiny",

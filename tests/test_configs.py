@@ -56,3 +56,12 @@ def test_eval_config_composes(make_cfg):
     cfg = make_cfg(["ckpt_path=x.ckpt", "data=digits"], config_name="eval")
     assert cfg.data._target_.endswith("Digits")
     assert cfg.ckpt_path == "x.ckpt"
+
+
+def test_hub_weights_replace_the_default_stage1_file(make_cfg):
+    default = make_cfg(["backbone=resnet18"], fast=False)
+    assert default.backbone.weights.endswith("outputs/pretrained/mnist_source_resnet18.safetensors")
+    hub = make_cfg(["backbone=resnet18", "backbone.pretrained=true"], fast=False)
+    assert hub.backbone.weights is None
+    both = make_cfg(["backbone.pretrained=true", "backbone.weights=/w.safetensors"], fast=False)
+    assert both.backbone.weights == "/w.safetensors"  # a file the user names still clashes

@@ -131,8 +131,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"Weights file '{path}' does not exist; check backbone.weights "
-            "(run `make pretrain` to create the default source backbone)."
+            f"Weights file '{path}' does not exist; check backbone.weights, or create the "
+            "source backbone with `transferlab-train experiment=pretrain_source backbone=<same "
+            "choice>` (`make pretrain` does it for resnet18), or set backbone.weights=null."
         )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
