@@ -15,8 +15,8 @@ from torch.nn import functional as F
 from conftest import CONF
 from transferlab.data.domains import blend_over_photos, mnist_m_arrays
 from transferlab.domain import DANNAnnealing, coral, dann_lambda, gaussian_mmd, grad_reverse
-from transferlab.errors import ConfigError
-from transferlab.train import build_module, config_error_in, train
+from transferlab.errors import ConfigError, config_error_in
+from transferlab.train import build_module, train
 
 METHODS = sorted(p.stem for p in (CONF / "domain_adaptation").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))

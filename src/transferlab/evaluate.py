@@ -58,7 +58,7 @@ def load_module(path: str):
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     module, train_cfg = load_module(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else train_cfg.data
-    pl.seed_everything(cfg.seed)
+    pl.seed_everything(cfg.seed, verbose=False)
     dm = instantiate(data_cfg, augmentation=None)
     dm.setup()
     classes, channels = len(module.extra["class_names"]), module.extra["in_chans"]

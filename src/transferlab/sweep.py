@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, config_error_in
 
 log = logging.getLogger("transferlab")
 
@@ -48,17 +48,10 @@ def configuration_key(overrides: list[str]) -> str:
     return ",".join(kept) or "default"
 
 
-def user_error_in(error: BaseException | None) -> ConfigError | None:
-    """The ConfigError behind ``error`` (Hydra wraps errors raised while instantiating)."""
-    while error is not None and not isinstance(error, ConfigError):
-        error = error.__cause__ or error.__context__
-    return error
-
-
 def record_failure(out: Path, error: BaseException) -> Path:
     """Write ``failure.json`` (error type, message, traceback, overrides) into the job dir."""
     out.mkdir(parents=True, exist_ok=True)
-    reason = user_error_in(error) or error
+    reason = config_error_in(error) or error
     record = {
         "error": type(reason).__name__,
         "message": str(reason),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from transferlab.augment import pretrained_normalization
 from transferlab.cache import DeferredCheckpointIO, cached_data, use_cache
 from transferlab.data import ImageDataModule
 from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metrics
-from transferlab.errors import ConfigError
+from transferlab.errors import config_error_in
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
 from transferlab.speed import apply_speed_settings
@@ -104,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
     if cfg.get("print_config"):
         log.info("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -204,8 +205,7 @@ def export_fisher(module: TransferModule, dm: ImageDataModule, path: Path) -> No
 
 
 def print_summary(metrics: dict, out: Path, best: str) -> None:
-    from rich.console import Console
-
+    """Key metrics, trainable parameters, wall time and where the run is (console and log)."""
     names = ("val/acc", "test/acc", "test/f1", "test/auroc", "test_source/acc", "oracle/test/acc")
     keys = [k for k in names if k in metrics]
     lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
@@ -216,7 +216,7 @@ def print_summary(metrics: dict, out: Path, best: str) -> None:
     lines.append(f"  {'run dir':<18}{out}")
     if best:
         lines.append(f"  {'best checkpoint':<18}{best}")
-    Console().print("[bold]transferlab summary[/bold]\n" + "\n".join(lines))
+    log.info("transferlab summary\n%s", "\n".join(lines))
 
 
 def run_or_explain(fn, cfg: DictConfig):
@@ -227,15 +227,24 @@ def run_or_explain(fn, cfg: DictConfig):
         cause = config_error_in(e)
         if cause is None:
             raise
+        discard_refused_run_dir()
         print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def config_error_in(e: BaseException | None) -> ConfigError | None:
-    """The ConfigError behind ``e``, looking through Hydra's instantiation wrappers."""
-    while e is not None and not isinstance(e, ConfigError):
-        e = e.__cause__ or e.__context__
-    return e
+def discard_refused_run_dir() -> None:
+    """Remove the run dir of a refused run when it holds only what Hydra wrote for it (its
+    ``.hydra/`` copy of the config and the log); a dir with anything else is left alone."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = HydraConfig.get().runtime.get("output_dir")
+    if not out or not Path(out).is_dir():
+        return
+    entries = list(Path(out).iterdir())
+    if all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
+        shutil.rmtree(out)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
