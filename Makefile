@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PRETRAINED := outputs/pretrained/mnist_source_resnet18.safetensors
+FISHER := outputs/pretrained/mnist_source_resnet18.fisher.safetensors
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train pretrain report test test-slow lint format clean
+.PHONY: help install train pretrain report bench test test-slow lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,10 +22,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(PRETRAINED): | $(STAMP)
+# stage 1 writes both files in one run (the Fisher is for regularization=ewc)
+$(PRETRAINED) $(FISHER) &: | $(STAMP)
 	$(PY) -m transferlab.train experiment=pretrain_source
 
-pretrain: $(PRETRAINED) ## stage 1: pretrain the backbone on the source task (digits 0-4)
+pretrain: $(PRETRAINED) $(FISHER) ## stage 1: pretrain the backbone on the source task (digits 0-4)
 
 train: $(STAMP) $(PRETRAINED) ## stage 2: fine-tune the source backbone on the target task (ARGS=overrides)
 	$(PY) -m transferlab.train $(ARGS)

@@ -60,6 +60,11 @@ def test_cli_run_then_eval(tmp_path):
         "test/f1",
         "test/auroc",
         "train/loss_epoch",
+        "train/acc",
+        "train/precision",
+        "train/recall",
+        "train/f1",
+        "train/auroc",
         "params/trainable",
         "params/total",
     ):
@@ -99,7 +104,16 @@ def test_cli_bad_input_is_one_sentence(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: Unknown backbone 'resnt18'")
     assert "resnet18" in res.stderr and "Traceback" not in res.stderr
-    assert not (run / "metrics.json").exists() and not (run / "checkpoints").exists()
+    assert res.stderr.strip().count("\n") == 0  # the error line alone
+    assert not run.exists()  # not even Hydra's .hydra/ copy and log file are left behind
+
+
+def test_cli_unset_required_value_is_one_sentence(tmp_path):
+    run = tmp_path / "run"
+    res = cli("transferlab-train", "data=image_folder", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip() == "error: data.root is not set; add data.root=<value> to the command."
+    assert not run.exists()
 
 
 @pytest.mark.parametrize(
@@ -154,10 +168,28 @@ def test_two_stage_transfer_loads_the_exported_backbone(make_cfg, tmp_path):
     assert metrics["params/trainable"] < metrics["params/total"]
 
 
-def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def no_wandb_server(monkeypatch, tmp_path):
+    """An API key, but the W&B server address answers nothing (port 9 on this machine)."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def test_wandb_goes_offline_without_key_server_or_when_asked(monkeypatch, tmp_path):
+    from transferlab.loggers import wandb_offline_reason
+
+    no_wandb_server(monkeypatch, tmp_path)
+    assert wandb_offline_reason() == "the W&B server cannot be reached"
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
+    assert wandb_offline_reason() == "no W&B API key (wandb login)"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_offline_reason() == "WANDB_MODE=offline"
+
+
+def test_wandb_logger_runs_offline(make_cfg, monkeypatch, tmp_path, capsys):
+    no_wandb_server(monkeypatch, tmp_path)
     cfg = make_cfg(["logger=wandb", "data=synthetic", *QUICK])
     train(cfg)
     runs = list(Path(cfg.paths.output_dir).rglob("offline-run-*"))

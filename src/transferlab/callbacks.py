@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 from rich.console import Console
 from rich.table import Table
+
+log = logging.getLogger("transferlab")
+
+
+def render(renderable, width: int = 100) -> str:
+    """A rich renderable (table, text) as plain text, for the log."""
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue().rstrip()
 
 
 def parameter_table(rows: list[dict]) -> Table:
@@ -25,18 +36,21 @@ def parameter_table(rows: list[dict]) -> Table:
 
 
 class ParameterReport(pl.Callback):
-    """At the start of training, print the per-group parameter table and log the totals."""
+    """At the start of training, log the per-group parameter table (console and ``train.log``)
+    and send the totals and the per-group rows to the experiment loggers."""
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rows = pl_module.parameter_report()
         if trainer.is_global_zero:
-            Console().print(parameter_table(rows))
+            log.info("parameters per layer group:\n%s", render(parameter_table(rows)))
         totals = {
             "params/trainable": float(sum(r["trainable"] for r in rows)),
             "params/total": float(sum(r["params"] for r in rows)),
         }
+        groups = {r["group"]: {k: v for k, v in r.items() if k != "group"} for r in rows}
         for logger in trainer.loggers:
             logger.log_metrics(totals, step=0)
+            logger.log_hyperparams({"param_groups": groups})
 
 
 class LRHistory(pl.Callback):

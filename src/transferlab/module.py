@@ -88,7 +88,8 @@ class TransferModule(pl.LightningModule):
         self.inputs_are_features = False
         self.lr_multipliers = backbone_multipliers(strategy, len(backbone.groups)) + [1.0]
         self.apply_multipliers()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.num_classes = num_classes
+        self.train_metrics = classification_metrics(num_classes, "train/")
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
@@ -170,6 +171,10 @@ class TransferModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.train()  # Lightning leaves the mode as built; re-apply the BN policy every epoch
 
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())  # synced across DDP ranks by torchmetrics
+        self.train_metrics.reset()
+
     def parameter_report(self) -> list[dict]:
         """One row per group: name, parameter count, trainable count and peak LR."""
         rows = []
@@ -209,8 +214,8 @@ class TransferModule(pl.LightningModule):
             x, target = self.batch_augment(x, y)
         features = self.features(x if unlabelled is None else torch.cat([x, unlabelled]))
         logits = self.head(features[: len(x)])
-        self.train_acc(logits.detach(), y)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        # updated every step, logged once per epoch (on_train_epoch_end): no per-step log cost
+        self.train_metrics.update(logits.detach().softmax(-1), y)
         return self.criterion(logits, target), features
 
     def total_loss(self, loss: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ class DomainAdaptationModule(TransferModule):
     ):
         super().__init__(*args, **kwargs)
         self.alignment, self.target_labels, self.oracle = alignment, target_labels, oracle
-        num_classes = self.train_acc.num_classes
+        num_classes = self.num_classes
         self.val_target_metrics = classification_metrics(num_classes, "val_target/")
         self.test_source_metrics = classification_metrics(num_classes, "test_source/")
 
