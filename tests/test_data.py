@@ -408,3 +408,8 @@ def test_normalization_scalar_is_broadcast_and_wrong_length_rejected():
     dm = FixedData(image_size=None, mean=[0.5, 0.5], std=[0.2, 0.2])
     with pytest.raises(ConfigError, match="3 channels"):
         dm.setup()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "CIFAR10", "Cifar10"])
+def test_torchvision_names_in_any_capitalisation(tmp_path, name):
+    assert TorchvisionData(name=name, root=str(tmp_path)).name == "CIFAR10"

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 from safetensors.torch import load_file
 
 from conftest import check_refused
-from transferlab.train import run_or_explain, train
+from transferlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "data.batch_size=16"]
@@ -112,7 +113,9 @@ def test_cli_unset_required_value_is_one_sentence(tmp_path):
     run = tmp_path / "run"
     res = cli("transferlab-train", "data=image_folder", f"hydra.run.dir={run}", cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert res.stderr.strip() == "error: data.root is not set; add data.root=<value> to the command."
+    assert (
+        res.stderr.strip() == "error: data.root is not set; add data.root=<value> to the command."
+    )
     assert not run.exists()
 
 
@@ -145,10 +148,17 @@ def test_weights_that_do_not_fit(make_cfg, capsys, tmp_path):
         ]
     )
     train(cfg)
+    capsys.readouterr()
     cfg = make_cfg([f"backbone.weights={tmp_path / 'r18.safetensors'}", "data=synthetic"])
-    with pytest.raises(SystemExit):
-        run_or_explain(train, cfg)
-    assert "does not fit this backbone" in capsys.readouterr().err
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "refused")
+    check_refused(cfg, capsys, "does not fit this backbone")
+
+
+def test_empty_data_folder(make_cfg, capsys, tmp_path):
+    (tmp_path / "images" / "cat").mkdir(parents=True)  # a class folder without images
+    cfg = make_cfg(["data=image_folder", f"data.root={tmp_path / 'images'}"])
+    check_refused(cfg, capsys, "holds no images in class sub-folders")
 
 
 def test_two_stage_transfer_loads_the_exported_backbone(make_cfg, tmp_path):

@@ -130,11 +130,16 @@ class TorchvisionData(ImageDataModule):
         self, name: str, root: str, download: bool = False, val_fraction: float = 0.1, **kwargs
     ):
         super().__init__(**kwargs)
-        cls = getattr(datasets, name, None)
-        if not (isinstance(cls, type) and issubclass(cls, datasets.VisionDataset)):
+        known = {
+            n.lower(): n
+            for n, cls in vars(datasets).items()
+            if isinstance(cls, type) and issubclass(cls, datasets.VisionDataset)
+        }
+        if name.lower() not in known:
             raise ConfigError(
-                f"torchvision has no dataset '{name}'; check data.name (e.g. CIFAR10)."
+                f"torchvision has no dataset '{name}'; check data.name (e.g. cifar10, svhn)."
             )
+        name = known[name.lower()]  # cifar10 -> CIFAR10: any capitalisation
         self.name, self.root, self.download, self.val_fraction = name, root, download, val_fraction
         self.flip_safe = name not in MIRROR_SENSITIVE
 
