@@ -172,3 +172,15 @@ def test_plateau_unfreezes_after_patience(make_cfg):
 def test_bad_schedules(make_cfg, capsys, overrides, message):
     cfg = make_cfg(["data=synthetic", *overrides])
     check_refused(cfg, capsys, message)
+
+
+def test_plateau_min_delta_is_relative():
+    from transferlab.errors import ConfigError
+
+    loose = UnfreezeSchedule(monitor="val/loss", min_delta=0.02)
+    assert loose.improves(0.97, 1.0) and not loose.improves(0.99, 1.0)  # 3% yes, 1% no
+    assert UnfreezeSchedule(monitor="val/loss").improves(0.999, 1.0)  # 0: any change counts
+    acc = UnfreezeSchedule(monitor="val/acc", mode="max", min_delta=0.05)
+    assert acc.improves(0.85, 0.8) and not acc.improves(0.83, 0.8)
+    with pytest.raises(ConfigError, match="min_delta must be in"):
+        UnfreezeSchedule(monitor="val/loss", min_delta=1.5)

@@ -32,6 +32,9 @@ class UnfreezeSchedule:
         monitor: validation metric for plateau unfreezing (e.g. ``val/loss``).
         mode: ``min`` or ``max`` for ``monitor``.
         patience: epochs without improvement before the next group is unfrozen.
+        min_delta: the relative change that counts as an improvement (0.02 = 2% better than
+            the best so far); 0 counts any change. Under a decaying LR a head-only phase keeps
+            improving by tiny steps, so 0 may never see a plateau.
         groups_per_step: groups unfrozen at each event (``all`` = the whole backbone at once).
         rewarm: linear LR warm-up (steps) restarted at each event; 0 disables it.
     """
@@ -41,6 +44,7 @@ class UnfreezeSchedule:
     monitor: str | None = None
     mode: str = "min"
     patience: int = 1
+    min_delta: float = 0.0
     groups_per_step: int | str = 1
     rewarm: int = 0
 
@@ -55,6 +59,18 @@ class UnfreezeSchedule:
             raise ConfigError(f"strategy.unfreeze.every must be >= 1, got {self.every}.")
         if self.mode not in ("min", "max"):
             raise ConfigError(f"strategy.unfreeze.mode must be min or max, got '{self.mode}'.")
+        if not 0 <= self.min_delta < 1:
+            raise ConfigError(
+                f"strategy.unfreeze.min_delta must be in [0, 1) (a relative change), "
+                f"got {self.min_delta}."
+            )
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` by more than ``min_delta`` (relative)."""
+        if best is None:
+            return True
+        margin = self.min_delta * abs(best)
+        return value < best - margin if self.mode == "min" else value > best + margin
 
     def events_by(self, epoch: int) -> int:
         """Unfreeze events that happened by the start of ``epoch`` (epoch-triggered schedules)."""
@@ -121,10 +137,7 @@ class Unfreezer(pl.Callback):
                 "use a logged metric such as val/loss or val/acc."
             )
         value = float(value)
-        better = self.best is None or (
-            value < self.best if self.schedule.mode == "min" else value > self.best
-        )
-        if better:
+        if self.schedule.improves(value, self.best):
             self.best, self.wait = value, 0
             return
         self.wait += 1
