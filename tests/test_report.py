@@ -138,3 +138,13 @@ def test_cli_rejects_a_dir_without_jobs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
     assert "No sweep jobs" in capsys.readouterr().err
+
+
+def test_display_overrides_do_not_split_an_arm(tmp_path):
+    root = tmp_path / "sweeps"
+    make_job(root / "first", 0, ["strategy=full", "seed=0", "print_config=false"], metrics(0.8))
+    for seed, acc in ((1, 0.9), (2, 0.85)):
+        make_job(root / "later", seed, ["strategy=full", f"seed={seed}"], metrics(acc))
+    write_report(root)
+    text = (root / "report.md").read_text()
+    assert "| all runs | 3 | **0.850 ± 0.050** |" in text  # one arm over the three seeds

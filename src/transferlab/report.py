@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from transferlab.errors import ConfigError
-from transferlab.sweep import FAILURE_FILE, REPEAT_KEYS
+from transferlab.sweep import DISPLAY_KEYS, FAILURE_FILE, REPEAT_KEYS
 
 METRIC_COLUMNS = ("val/acc", "test/acc", "test/f1", "test/auroc")
 COST_COLUMNS = ("time/wall_s", "params/trainable", "params/total")
@@ -84,8 +84,9 @@ def varying_keys(runs: list[Run]) -> list[str]:
 
 
 def arm_keys(runs: list[Run]) -> list[str]:
-    """The varying keys that pick a configuration (seeds repeat one)."""
-    return [k for k in varying_keys(runs) if k not in REPEAT_KEYS]
+    """The varying keys that pick a configuration (seeds repeat one; display settings such as
+    the progress bar change nothing)."""
+    return [k for k in varying_keys(runs) if k not in (*REPEAT_KEYS, *DISPLAY_KEYS)]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -20,6 +20,8 @@ log = logging.getLogger("transferlab")
 FAILURE_FILE = "failure.json"
 # overrides that repeat a configuration rather than change it
 REPEAT_KEYS = ("seed",)
+# overrides that change only what a run prints, not what it computes
+DISPLAY_KEYS = ("print_config", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 def in_multirun() -> bool:
@@ -44,7 +46,8 @@ def job_overrides() -> list[str]:
 
 def configuration_key(overrides: list[str]) -> str:
     """The overrides that pick a configuration, repeats (seeds) dropped: one key per arm."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in REPEAT_KEYS]
+    ignored = (*REPEAT_KEYS, *DISPLAY_KEYS)
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ignored]
     return ",".join(kept) or "default"
 
 
