@@ -184,3 +184,24 @@ def test_plateau_min_delta_is_relative():
     assert acc.improves(0.85, 0.8) and not acc.improves(0.83, 0.8)
     with pytest.raises(ConfigError, match="min_delta must be in"):
         UnfreezeSchedule(monitor="val/loss", min_delta=1.5)
+
+
+def test_plateau_ignores_validation_after_fitting(make_cfg):
+    cfg = make_cfg(
+        [
+            "data=synthetic",
+            "strategy=gradual_unfreeze",
+            "strategy.unfreeze.every=null",
+            "strategy.unfreeze.monitor=val/loss",
+        ]
+    )
+    dm = build_datamodule(cfg)
+    dm.setup()
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
+    cb = Unfreezer(module.strategy.unfreeze)
+    for fn, loss in (("fit", 1.0), ("validate", 2.0), ("validate", 3.0)):
+        trainer = SimpleNamespace(
+            sanity_checking=False, state=SimpleNamespace(fn=fn), callback_metrics={"val/loss": loss}
+        )
+        cb.on_validation_end(trainer, module)
+    assert cb.events == 0 and cb.best == 1.0  # trainer.validate() runs did not count

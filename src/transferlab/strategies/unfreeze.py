@@ -128,8 +128,9 @@ class Unfreezer(pl.Callback):
                 self._apply(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
-        if self.schedule.monitor is None or trainer.sanity_checking:
-            return
+        fitting = getattr(getattr(trainer, "state", None), "fn", "fit") == "fit"
+        if self.schedule.monitor is None or trainer.sanity_checking or not fitting:
+            return  # trainer.validate() after fitting does not count
         value = trainer.callback_metrics.get(self.schedule.monitor)
         if value is None:
             raise ConfigError(
