@@ -107,20 +107,25 @@ def test_two_phase_unfreezes_everything_with_a_fresh_warmup(make_cfg):
     assert after[4] == pytest.approx(1e-4)
 
 
-def test_plateau_unfreezes_after_patience(make_cfg):
+def plateau_module_and_unfreezer(make_cfg, *overrides: str):
+    """A module under plateau unfreezing on val/loss, and its Unfreezer callback."""
     cfg = make_cfg(
         [
             "data=synthetic",
             "strategy=gradual_unfreeze",
             "strategy.unfreeze.every=null",
             "strategy.unfreeze.monitor=val/loss",
-            "strategy.unfreeze.patience=2",
+            *overrides,
         ]
     )
     dm = build_datamodule(cfg)
     dm.setup()
     module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
-    cb = Unfreezer(module.strategy.unfreeze)
+    return module, Unfreezer(module.strategy.unfreeze)
+
+
+def test_plateau_unfreezes_after_patience(make_cfg):
+    module, cb = plateau_module_and_unfreezer(make_cfg, "strategy.unfreeze.patience=2")
     cb.start = 0
     for loss, expected in [
         (1.0, 0),
@@ -187,18 +192,7 @@ def test_plateau_min_delta_is_relative():
 
 
 def test_plateau_ignores_validation_after_fitting(make_cfg):
-    cfg = make_cfg(
-        [
-            "data=synthetic",
-            "strategy=gradual_unfreeze",
-            "strategy.unfreeze.every=null",
-            "strategy.unfreeze.monitor=val/loss",
-        ]
-    )
-    dm = build_datamodule(cfg)
-    dm.setup()
-    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
-    cb = Unfreezer(module.strategy.unfreeze)
+    module, cb = plateau_module_and_unfreezer(make_cfg)
     for fn, loss in (("fit", 1.0), ("validate", 2.0), ("validate", 3.0)):
         trainer = SimpleNamespace(
             sanity_checking=False, state=SimpleNamespace(fn=fn), callback_metrics={"val/loss": loss}
