@@ -1,10 +1,12 @@
-"""Multiruns: a failing job does not stop the sweep, the Ray launcher runs a sweep in parallel,
-launcher and search configs compose, and DDP that would re-run the sweep is refused."""
+"""Multiruns: a failing job does not stop the sweep, the local parallel and Ray launchers run a
+sweep in parallel, launcher and search configs compose, and DDP that would re-run the sweep is
+refused."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,9 @@ from hydra.utils import instantiate
 from omegaconf import open_dict, read_write
 
 from conftest import CONF
+from hydra_plugins.transferlab_launcher.parallel_launcher import job_return
 from transferlab.errors import ConfigError
+from transferlab.launcher import WorkerCrash
 from transferlab.report_pages import write_report
 from transferlab.sweep import configuration_key, refuse_ddp_relaunch
 
@@ -37,9 +41,11 @@ TINY = [
 ]
 
 
-def sweep(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def sweep(
+    tmp_path: Path, *overrides: str, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """``transferlab-train -m`` in a subprocess, its sweep dir in ``tmp_path/sweep``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_DEDUP_LOGS": "0"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_DEDUP_LOGS": "0", **(env or {})}
     cmd = [sys.executable, "-m", "transferlab.train", "-m", *TINY, *overrides]
     cmd += [f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -95,6 +101,72 @@ def test_ray_launcher_runs_a_four_job_sweep_and_the_report_is_right(tmp_path):
         assert f"{sum(accs) / 2:.3f} ± " in row
 
 
+def test_a_lost_job_is_recorded_and_the_report_lists_it(tmp_path):
+    cfg = hydra_cfg(["hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path}", "seed=4"])
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.job.num = 3
+    ret = job_return(cfg, ["seed=4"], WorkerCrash(-signal.SIGKILL))
+    assert ret.return_value != ret.return_value  # NaN: a failed trial to a sweeper, no raise
+    failure = json.loads((tmp_path / "3" / "failure.json").read_text())
+    assert failure["error"] == "WorkerCrash" and failure["overrides"] == ["seed=4"]
+    write_report(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "WorkerCrash: the job's worker process was killed by SIGKILL" in text
+
+
+def test_a_sweep_on_two_local_slots_completes_past_a_failing_job(tmp_path):
+    res = sweep(
+        tmp_path,
+        "hydra/launcher=parallel",
+        "hydra.launcher.slots=2",
+        "backbone.name=test_resnet,no_such_net",
+        "seed=0,1",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Launching 4 jobs on 2 local slots" in res.stdout + res.stderr
+    root = tmp_path / "sweep"
+    for job in range(4):
+        overrides = (root / str(job) / ".hydra" / "overrides.yaml").read_text()
+        made = "metrics.json" if "test_resnet" in overrides else "failure.json"
+        assert (root / str(job) / made).is_file()
+        assert (root / str(job) / "train.log").is_file()  # each job logs into its own dir
+    write_report(root)
+    text = (root / "report.md").read_text()
+    assert "4 runs: 2 finished, 2 failed" in text
+    assert "ConfigError: Unknown backbone 'no_such_net'" in text
+
+
+def metrics_by_strategy(sweep_dir: Path) -> dict[str, dict]:
+    """Each finished job's metrics.json, keyed by its ``strategy=`` override."""
+    found = {}
+    for job in sweep_dir.iterdir():
+        if (job / "metrics.json").is_file():
+            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+            [strategy] = [o for o in overrides if o.startswith("strategy=")]
+            found[strategy] = json.loads((job / "metrics.json").read_text())
+    return found
+
+
+def test_jobs_on_local_slots_give_the_numbers_they_give_one_at_a_time(tmp_path):
+    grid = ("strategy=feature_extraction,full", "seed=3")
+    # one CPU thread per job under both launchers, so the arithmetic is the same
+    alone = sweep(tmp_path / "basic", *grid, env={"OMP_NUM_THREADS": "1"})
+    slots = sweep(
+        tmp_path / "parallel",
+        *grid,
+        "hydra/launcher=parallel",
+        "hydra.launcher.slots=2",
+        "hydra.launcher.threads_per_job=1",
+    )
+    assert alone.returncode == 0 and slots.returncode == 0, (alone.stderr + slots.stderr)[-3000:]
+    basic, parallel = (metrics_by_strategy(tmp_path / d / "sweep") for d in ("basic", "parallel"))
+    assert len(basic) == 2 and basic.keys() == parallel.keys()
+    for key, metrics in parallel.items():
+        expected = basic[key]
+        for name in ("val/loss", "val/acc", "test/acc", "test/loss"):
+            assert metrics[name] == expected[name], (key, name)
+
+
 def hydra_cfg(overrides: list[str]):
     """The composed config with its ``hydra`` node, as the launcher sees it."""
     GlobalHydra.instance().clear()
@@ -107,6 +179,7 @@ def hydra_cfg(overrides: list[str]):
 @pytest.mark.parametrize(
     ("choice", "target"),
     [
+        ("parallel", "transferlab_launcher.parallel_launcher.ParallelLauncher"),
         ("ray", "hydra_ray_launcher.ray_launcher.RayLauncher"),
         ("slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
     ],

@@ -52,15 +52,16 @@ def configuration_key(overrides: list[str]) -> str:
 
 
 def record_failure(out: Path, error: BaseException) -> Path:
-    """Write ``failure.json`` (error type, message, traceback, overrides) into the job dir."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``failure.json`` for a job that raised ``error`` into its job dir ``out``."""
     reason = config_error_in(error) or error
-    record = {
-        "error": type(reason).__name__,
-        "message": str(reason),
-        "overrides": job_overrides(),
-        "traceback": "".join(traceback.format_exception(error)),
-    }
+    trace = "".join(traceback.format_exception(error))
+    return write_failure(out, type(reason).__name__, str(reason), job_overrides(), trace)
+
+
+def write_failure(out: Path, error: str, message: str, overrides: list[str], trace: str) -> Path:
+    """``out/failure.json``: the error's type name, its message, the job's overrides, traceback."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"error": error, "message": message, "overrides": overrides, "traceback": trace}
     path = out / FAILURE_FILE
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -1,0 +1,1 @@
+"""transferlab's Hydra plugins: ``hydra/launcher=parallel`` (see ``parallel_launcher``)."""
