@@ -178,6 +178,14 @@ def test_two_stage_transfer_loads_the_exported_backbone(make_cfg, tmp_path):
     assert metrics["params/trainable"] < metrics["params/total"]
 
 
+def test_a_rerun_into_the_same_dir_replaces_its_checkpoints(make_cfg):
+    cfg = make_cfg(["data=synthetic", "data.num_samples=64", *QUICK])
+    train(cfg)
+    train(cfg)  # as `make pretrain` after a change: stage 1's run dir is fixed
+    saved = sorted(p.name for p in (Path(cfg.paths.output_dir) / "checkpoints").iterdir())
+    assert saved == ["best.ckpt", "last.ckpt"]
+
+
 def no_wandb_server(monkeypatch, tmp_path):
     """An API key, but the W&B server address answers nothing (port 9 on this machine)."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
