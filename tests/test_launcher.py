@@ -14,6 +14,7 @@ from transferlab.errors import ConfigError
 from transferlab.launcher import (
     JobError,
     WorkerCrash,
+    local_gpus,
     run_on_slots,
     slot_environments,
     visible_gpus,
@@ -47,6 +48,17 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert visible_gpus(device_count=0) == []
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert visible_gpus(device_count=2) == ["0", "1"]
+
+
+def test_gpus_are_counted_without_touching_cuda(monkeypatch, tmp_path):
+    fake = tmp_path / "nvidia-smi"  # what nvidia-smi prints on a 2-GPU machine
+    fake.write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert local_gpus() == ["0", "1"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))  # no driver tools: no GPUs
+    assert local_gpus() == []
 
 
 @pytest.fixture

@@ -136,6 +136,26 @@ def test_a_sweep_on_two_local_slots_completes_past_a_failing_job(tmp_path):
     assert "ConfigError: Unknown backbone 'no_such_net'" in text
 
 
+def test_a_job_whose_worker_is_killed_costs_that_job_only(tmp_path):
+    helpers = Path(__file__).parent / "helpers"
+    res = sweep(
+        tmp_path,
+        "hydra/launcher=parallel",
+        "hydra.launcher.slots=1",  # one slot: the job after the crash needs a fresh worker
+        "+callbacks.crash._target_=crash_callback.KillOnFitStart",
+        "+callbacks.crash.kill=true,false",
+        env={"PYTHONPATH": f"{helpers}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    root = tmp_path / "sweep"
+    failure = json.loads((root / "0" / "failure.json").read_text())
+    assert failure["error"] == "WorkerCrash"
+    assert failure["message"] == "the job's worker process was killed by SIGKILL (out of memory?)"
+    assert (root / "1" / "metrics.json").is_file()
+    write_report(root)
+    assert "2 runs: 1 finished, 1 failed" in (root / "report.md").read_text()
+
+
 def metrics_by_strategy(sweep_dir: Path) -> dict[str, dict]:
     """Each finished job's metrics.json, keyed by its ``strategy=`` override."""
     found = {}
