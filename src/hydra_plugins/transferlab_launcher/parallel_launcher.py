@@ -66,6 +66,8 @@ class HydraJob:
 
 
 class ParallelLauncher(Launcher):
+    """Runs a sweep's jobs on local worker processes, ``slots`` at a time (``parallel.yaml``)."""
+
     def __init__(self, slots: int | None = None, threads_per_job: int | None = None) -> None:
         self.slots, self.threads_per_job = slots, threads_per_job
         self.config: DictConfig | None = None
@@ -95,18 +97,26 @@ class ParallelLauncher(Launcher):
             self.slots, self.threads_per_job, local_gpus(), os.cpu_count() or 1
         )
         where = ", ".join(env.get("CUDA_VISIBLE_DEVICES", "cpu") for env in envs)
+        threads = int(envs[0]["OMP_NUM_THREADS"])
         log.info(
             f"Launching {len(configs)} jobs on {len(envs)} local slots ({where}), "
-            f"{envs[0]['OMP_NUM_THREADS']} CPU threads each"
+            f"{threads} CPU thread{'s' if threads > 1 else ''} each"
         )
+        done = []
 
         def on_start(i: int, slot: int) -> None:
             lst = " ".join(filter_overrides(job_overrides[i]))
             log.info(f"\t#{initial_job_idx + i} (slot {slot}) : {lst}")
 
         def on_end(i: int, result: Any, seconds: float) -> None:
+            done.append(i)
+            progress = f"{len(done)} of {len(configs)} jobs done"
             if isinstance(result, (WorkerCrash, JobError)):
-                log.error(f"\t#{initial_job_idx + i} failed after {seconds:.0f} s: {result}")
+                log.error(
+                    f"\t#{initial_job_idx + i} failed after {seconds:.0f} s: {result}; {progress}"
+                )
+            else:
+                log.info(f"\t#{initial_job_idx + i} ended after {seconds:.0f} s; {progress}")
 
         job = HydraJob(self.hydra_context, self.task_function, Singleton.get_state())
         results = run_on_slots(job, configs, envs, on_start, on_end)
