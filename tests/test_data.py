@@ -170,6 +170,15 @@ def test_mnist_split_target_without_n_per_class_uses_all_remaining():
     assert sizes[0] > 1000  # the rest, minus a test share
 
 
+def test_held_out_batches_mix_the_classes():
+    # MNIST 5k is stored class by class; in stored order the first batches would hold one digit
+    dm = MnistSplit(task="target", n_per_class=10, batch_size=32)
+    dm.setup()
+    for loader in (dm.val_dataloader(), dm.test_dataloader()):
+        _, y = next(iter(loader))
+        assert len(set(y.tolist())) == 5
+
+
 @pytest.mark.parametrize(("n_per_class", "n_val_per_class"), [(0, 50), (450, 50), (495, 5)])
 def test_mnist_split_n_per_class_out_of_range(n_per_class, n_val_per_class):
     with pytest.raises(ConfigError, match="data.n_per_class"):
