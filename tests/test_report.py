@@ -140,6 +140,14 @@ def test_cli_rejects_a_dir_without_jobs(tmp_path, capsys):
     assert "No sweep jobs" in capsys.readouterr().err
 
 
+def test_runs_of_sweeps_in_sub_dirs_are_read_in_job_order(tmp_path):
+    for num in (10, 2, 0):
+        make_job(tmp_path / "study_b", num, [f"seed={num}"], metrics(0.5))
+    make_job(tmp_path / "study_a", 1, ["seed=1"], metrics(0.5))
+    order = [r.job for r in collect_runs(tmp_path)]
+    assert order == ["study_a/1", "study_b/0", "study_b/2", "study_b/10"]
+
+
 def test_display_overrides_do_not_split_an_arm(tmp_path):
     root = tmp_path / "sweeps"
     make_job(root / "first", 0, ["strategy=full", "seed=0", "print_config=false"], metrics(0.8))

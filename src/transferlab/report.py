@@ -70,9 +70,9 @@ def collect_runs(sweep_dir: Path) -> list[Run]:
             "`-m` sweep printed, e.g. outputs/multirun/<date>."
         )
 
-    def order(d: Path):
-        name = d.relative_to(sweep_dir).as_posix()
-        return (0, int(name), "") if name.isdigit() else (1, 0, name)
+    def order(d: Path):  # numbers as numbers at every level: study/2 before study/10
+        parts = d.relative_to(sweep_dir).parts
+        return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
 
     return [read_run(d, sweep_dir) for d in sorted(job_dirs, key=order)]
 
