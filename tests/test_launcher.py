@@ -37,7 +37,7 @@ def test_with_gpus_each_slot_sees_one_gpu_and_a_share_of_the_cores():
 
 
 def test_zero_slots_is_refused():
-    with pytest.raises(ConfigError, match="must be at least 1; leave them null"):
+    with pytest.raises(ConfigError, match=r"^hydra.launcher.slots=0 must be at least 1; leave it"):
         slot_environments(0, None, gpus=[], cpus=2)
 
 

@@ -136,6 +136,16 @@ def test_a_sweep_on_two_local_slots_completes_past_a_failing_job(tmp_path):
     assert "ConfigError: Unknown backbone 'no_such_net'" in text
 
 
+def test_zero_slots_is_one_sentence_and_writes_nothing(tmp_path):
+    res = sweep(tmp_path, "hydra/launcher=parallel", "hydra.launcher.slots=0", "seed=0,1")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: hydra.launcher.slots=0 must be at least 1; leave it null for one slot per GPU "
+        "(or CPU core) and the CPU cores shared out evenly."
+    )
+    assert "Traceback" not in res.stderr and not (tmp_path / "sweep").exists()
+
+
 def test_a_job_whose_worker_is_killed_costs_that_job_only(tmp_path):
     helpers = Path(__file__).parent / "helpers"
     res = sweep(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 from omegaconf.errors import MissingMandatoryValue
 
 
@@ -25,3 +28,9 @@ def config_error_in(error: BaseException | None) -> ConfigError | None:
             return ConfigError(f"{key} is not set; add {key}=<value> to the command.")
         error = error.__cause__ or error.__context__
     return None
+
+
+def exit_refused(error: ConfigError) -> NoReturn:
+    """Refuse a run as every entry point does: the sentence on stderr, exit status 2."""
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2)

@@ -82,6 +82,17 @@ def local_gpus() -> list[str]:
     return visible_gpus(len(listed.split()))
 
 
+def check_slots(slots: int | None, threads: int | None) -> None:
+    """Refuse a slot or thread count below 1 (None means: choose for this machine)."""
+    named = {"slots": slots, "threads_per_job": threads}
+    bad = [f"hydra.launcher.{k}={v}" for k, v in named.items() if v is not None and v < 1]
+    if bad:
+        raise ConfigError(
+            f"{' and '.join(bad)} must be at least 1; leave it null for one slot per GPU (or CPU "
+            "core) and the CPU cores shared out evenly."
+        )
+
+
 def slot_environments(
     slots: int | None, threads: int | None, gpus: Sequence[str], cpus: int
 ) -> list[dict[str, str]]:
@@ -93,13 +104,8 @@ def slot_environments(
         gpus: the GPU ids to share out, one per slot (round robin if there are more slots).
         cpus: the machine's CPU cores.
     """
-    if slots is None:
-        slots = len(gpus) or cpus
-    if slots < 1 or (threads is not None and threads < 1):
-        raise ConfigError(
-            f"hydra.launcher.slots={slots} and threads_per_job={threads} must be at least 1; "
-            "leave them null to get one slot per GPU (or CPU core) and the cores shared out."
-        )
+    check_slots(slots, threads)
+    slots = slots or len(gpus) or cpus
     threads = threads or max(1, cpus // slots)
     envs = []
     for slot in range(slots):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from transferlab.augment import pretrained_normalization
 from transferlab.cache import DeferredCheckpointIO, cached_data, use_cache
 from transferlab.data import ImageDataModule
 from transferlab.domain import module_class_for, oracle_checkpoint, oracle_metrics
-from transferlab.errors import config_error_in
+from transferlab.errors import config_error_in, exit_refused
 from transferlab.loggers import finish_loggers
 from transferlab.module import TransferModule
 from transferlab.speed import apply_speed_settings
@@ -228,8 +227,7 @@ def run_or_explain(fn, cfg: DictConfig):
         if cause is None:
             raise
         discard_refused_run_dir()
-        print(f"error: {cause}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_refused(cause)
 
 
 def discard_refused_run_dir() -> None:

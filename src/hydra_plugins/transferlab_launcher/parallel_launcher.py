@@ -26,9 +26,11 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from transferlab.errors import ConfigError, exit_refused
 from transferlab.launcher import (
     JobError,
     WorkerCrash,
+    check_slots,
     local_gpus,
     run_on_slots,
     slot_environments,
@@ -69,6 +71,10 @@ class ParallelLauncher(Launcher):
     """Runs a sweep's jobs on local worker processes, ``slots`` at a time (``parallel.yaml``)."""
 
     def __init__(self, slots: int | None = None, threads_per_job: int | None = None) -> None:
+        try:  # refused here, before the sweep dir is made
+            check_slots(slots, threads_per_job)
+        except ConfigError as e:
+            exit_refused(e)
         self.slots, self.threads_per_job = slots, threads_per_job
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
