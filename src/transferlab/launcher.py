@@ -192,13 +192,10 @@ def run_on_slots(
     ``WorkerCrash`` if its worker died. ``on_start(index, slot)`` and
     ``on_end(index, result, seconds)`` report progress.
     """
-    pool = _Pool(run, jobs, envs, on_end)
+    pool = _Pool(run, jobs, envs, on_start, on_end)
     try:
         while pool.pending or pool.busy():
-            for w in pool.workers:
-                if w.job is None and pool.pending:
-                    on_start(pool.pending[0], w.slot)
-                    pool.give(w)
+            pool.give_out()
             wait(pool.busy() + [w.process.sentinel for w in pool.workers])
             pool.collect()
     except BaseException:  # Ctrl-C or a worker that cannot start: stop every job now
@@ -214,8 +211,9 @@ def run_on_slots(
 class _Pool:
     """The workers, the jobs not yet given out, and the results so far."""
 
-    def __init__(self, run, jobs, envs, on_end):
-        self.run, self.jobs, self.envs, self.on_end = run, jobs, envs, on_end
+    def __init__(self, run, jobs, envs, on_start, on_end):
+        self.run, self.jobs, self.envs = run, jobs, envs
+        self.on_start, self.on_end = on_start, on_end
         self.method = start_method()
         self.payload = cloudpickle.dumps(run) if self.method == "spawn" else b""
         self.results: list[Any] = [None] * len(jobs)
@@ -235,10 +233,14 @@ class _Pool:
     def busy(self) -> list:
         return [w.conn for w in self.workers if w.job is not None]
 
-    def give(self, worker: _Worker) -> None:
-        worker.job = self.pending.popleft()
-        self.started[worker.job] = time.perf_counter()
-        worker.conn.send((worker.job, self.jobs[worker.job]))
+    def give_out(self) -> None:
+        """The next pending jobs to the idle workers, one each."""
+        for w in self.workers:
+            if w.job is None and self.pending:
+                w.job = self.pending.popleft()
+                self.on_start(w.job, w.slot)
+                self.started[w.job] = time.perf_counter()
+                w.conn.send((w.job, self.jobs[w.job]))
 
     def finish(self, worker: _Worker, result: Any) -> None:
         index, worker.job = worker.job, None
