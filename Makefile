@@ -38,8 +38,8 @@ report: $(STAMP) ## results.csv, report.md and plots for a sweep (DIR=outputs/mu
 test: $(STAMP) ## fast test suite
 	$(PY) -m pytest -q $(ARGS)
 
-test-slow: $(STAMP) ## slow tests only
-	$(PY) -m pytest -q -m slow $(ARGS)
+test-slow: $(STAMP) ## slow and smoke tests only (full config grids, long runs)
+	$(PY) -m pytest -q -m 'slow or smoke' $(ARGS)
 
 bench: $(STAMP) $(PRETRAINED) ## performance benchmarks: outputs/bench/results.json + results.md (see benchmarks/README.md)
 	$(PY) -m benchmarks.run $(ARGS)

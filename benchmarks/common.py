@@ -12,13 +12,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from transferlab import compose
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 # every benchmark run: random-init backbone (no stage-1 file needed on a fresh clone), no
 # console noise, CSV logs off; each override is what a user would type
 QUIET = ["print_config=false", "trainer.enable_progress_bar=false", "logger=none"]
@@ -26,16 +24,7 @@ QUIET = ["print_config=false", "trainer.enable_progress_bar=false", "logger=none
 
 def compose_cfg(overrides: list[str], run_dir: Path) -> DictConfig:
     """The train config for ``overrides``, as ``transferlab-train`` would see it, run in run_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*QUIET, *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(ROOT)
-        cfg.paths.output_dir = str(run_dir)
-        del cfg["hydra"]
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose([*QUIET, *overrides], run_dir=run_dir, root_dir=ROOT)
 
 
 @contextlib.contextmanager

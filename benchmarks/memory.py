@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 
 from benchmarks.common import compose_cfg, median, quiet, ratio
+from transferlab.build import build_datamodule, build_module
 from transferlab.speed import StepTimer, peak_training_memory
-from transferlab.train import build_datamodule, build_module
 
 STRATEGIES = ("feature_extraction", "partial", "full")
 FULL = ["data=mnist_split", "backbone=resnet18", "backbone.weights=null"]

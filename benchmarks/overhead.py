@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.common import compose_cfg, median, plain_loop, quiet, ratio
+from transferlab.build import build_datamodule, build_module
 from transferlab.optim import MultiplierLR, build_param_groups
-from transferlab.train import build_datamodule, build_module, train
+from transferlab.train import train
 
 FULL = [
     "data=mnist_split",

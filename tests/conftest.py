@@ -6,22 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 
-import transferlab  # noqa: F401  (registers the config resolvers, as every command does)
+from transferlab import CONF_DIR, TINY_CPU, compose
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-FAST = [
-    "backbone=tiny",
-    "backbone.weights=null",
-    "print_config=false",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-]
+CONF = Path(CONF_DIR)
+FAST = list(TINY_CPU)
 
 
 @pytest.fixture
@@ -29,16 +20,10 @@ def make_cfg(tmp_path):
     """compose(overrides) -> the resolved-ready train (or eval) config, its run dir in tmp_path."""
 
     def _make(overrides=(), config_name="train", fast=True):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            extra = FAST if fast and config_name == "train" else []
-            cfg = compose(config_name, overrides=[*extra, *overrides], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(tmp_path)
-            cfg.paths.output_dir = str(tmp_path / "run")
-            del cfg["hydra"]  # as in a real run: the job sees it only through HydraConfig
-        return cfg
+        extra = FAST if fast and config_name == "train" else []
+        return compose(
+            [*extra, *overrides], config_name, run_dir=tmp_path / "run", root_dir=tmp_path
+        )
 
     yield _make
     GlobalHydra.instance().clear()
@@ -62,7 +47,8 @@ def image_folder(tmp_path_factory) -> Path:
 
 def check_refused(cfg, capsys, message: str) -> None:
     """``cfg`` is bad input: exit status 2, one ``error: …`` line holding ``message``, no metrics."""
-    from transferlab.train import run_or_explain, train
+    from transferlab.errors import run_or_explain
+    from transferlab.train import train
 
     with pytest.raises(SystemExit) as exit_info:
         run_or_explain(train, cfg)

@@ -210,6 +210,7 @@ def test_every_augmentation_trains(make_cfg, augmentation):
     check_fast_run(make_cfg, [f"augmentation={augmentation}", "loss.label_smoothing=0.1"])
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_trains_with_mixing(make_cfg, strategy):
     check_fast_run(make_cfg, [f"strategy={strategy}", "augmentation=mixup_cutmix"])
@@ -235,7 +236,18 @@ def test_augmentation_x_strategy_grid(make_cfg, augmentation, strategy):
             ["augmentation=mixup", "augmentation.batch.alpha=0"],
             "augmentation.batch.alpha must be > 0",
         ),
-        (["augmentation=cutmix", "augmentation.batch.alpha=-1"], "alpha must be > 0"),
+        (
+            ["augmentation=cutmix", "augmentation.batch.alpha=-1"],
+            "augmentation.batch.alpha must be > 0",
+        ),
+        (
+            ["augmentation=mixup_cutmix", "augmentation.batch.mixup_alpha=0"],
+            "augmentation.batch.mixup_alpha must be > 0",
+        ),
+        (
+            ["augmentation=mixup_cutmix", "augmentation.batch.cutmix_alpha=0"],
+            "augmentation.batch.cutmix_alpha must be > 0",
+        ),
         (["augmentation=mixup", "data.batch_size=1"], "data.batch_size must be at least 2"),
         (["data.crop_size=40"], "set data.image_size to at least 40"),
         (["data.image_size=null", "data.crop_size=64"], "does not fit the 32-px loaded images"),

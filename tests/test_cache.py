@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
+from transferlab.build import build_datamodule, build_module, load_module
 from transferlab.errors import ConfigError
-from transferlab.evaluate import load_module
-from transferlab.train import build_datamodule, build_module, train
+from transferlab.train import train
 
 PROBE = [
     "data=synthetic",
@@ -102,23 +102,22 @@ def test_cache_key_follows_weights_and_data_but_not_loader_settings(make_cfg):
     from transferlab.cache import cache_key
 
     cfg, module, _ = module_and_data(make_cfg, ["strategy=feature_extraction"])
-    key = cache_key(cfg, module)
-    with open_dict(cfg):
-        cfg.data.batch_size = 7
-    assert cache_key(cfg, module) == key
-    cfg.data.image_size = 24
-    assert cache_key(cfg, module) != key
-    cfg.data.image_size = 32
+    backbone, data = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "data"))
+    key = cache_key(backbone, data, module)
+    assert cache_key(backbone, {**data, "batch_size": 7}, module) == key
+    assert cache_key(backbone, {**data, "image_size": 24}, module) != key
+    assert cache_key({**backbone, "drop_path_rate": 0.1}, data, module) != key
     with torch.no_grad():
         next(module.backbone.model.parameters()).add_(1.0)
-    assert cache_key(cfg, module) != key
+    assert cache_key(backbone, data, module) != key
 
 
 def test_test_features_are_computed_only_when_testing(make_cfg):
     from transferlab.cache import FeatureCache
 
     cfg, module, dm = module_and_data(make_cfg, ["strategy=feature_extraction"])
-    cache = FeatureCache(cfg, module, dm, Path(cfg.paths.cache_dir))
+    backbone, data = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("backbone", "data"))
+    cache = FeatureCache(backbone, data, module, dm, Path(cfg.paths.cache_dir))
     x, y = cache["train"]
     assert x.shape == (len(dm.splits.train[1]), module.backbone.num_features)
     assert torch.equal(y, dm.splits.train[1])

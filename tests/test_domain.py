@@ -13,10 +13,12 @@ from hydra.utils import instantiate
 from torch.nn import functional as F
 
 from conftest import CONF
+from transferlab.build import build_module
 from transferlab.data.domains import blend_over_photos, mnist_m_arrays
-from transferlab.domain import DANNAnnealing, coral, dann_lambda, gaussian_mmd, grad_reverse
+from transferlab.domain import coral, dann_lambda, gaussian_mmd, grad_reverse
 from transferlab.errors import ConfigError, config_error_in
-from transferlab.train import build_module, train
+from transferlab.schedules import DANNAnnealing
+from transferlab.train import train
 
 METHODS = sorted(p.stem for p in (CONF / "domain_adaptation").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from conftest import CONF, FAST
+from transferlab import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((CONF / "experiment").glob("*.yaml"))
@@ -29,11 +29,7 @@ def sweep_params(path: Path) -> dict[str, list[str]]:
 
 
 def compose_train(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose(overrides, keep_hydra=True)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

@@ -7,7 +7,7 @@ import copy
 import pytorch_lightning as pl
 import torch
 
-from transferlab.train import build_datamodule, build_module
+from transferlab.build import build_datamodule, build_module
 
 
 def fit_a_few_steps(make_cfg, overrides):

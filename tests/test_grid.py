@@ -1,7 +1,9 @@
 """Every strategy x scheduler x data choice runs a fast_dev_run step with the tiny backbone.
 
-The fast suite covers every pair (strategy x scheduler, strategy x data); the full three-way
-product runs under `make test-slow`."""
+The fast suite runs every choice of each group once (the others at their defaults); the pairs
+(strategy x scheduler, strategy x data) are ``smoke`` tests and the full three-way product is
+``slow``, both under `make test-slow`. That every choice binds to its constructor is checked
+statically for every group in test_targets.py."""
 
 from __future__ import annotations
 
@@ -60,6 +62,22 @@ def check_combination(make_cfg, overrides):
     assert 0 < metrics["params/trainable"] <= metrics["params/total"]
 
 
+ONE_PER_CHOICE = [("strategy", c) for c in STRATEGIES] + [("scheduler", c) for c in SCHEDULERS]
+ONE_PER_CHOICE += [("data", c) for c in DATA if c not in PAIRS]
+
+
+@pytest.mark.parametrize(
+    ("group", "choice"), ONE_PER_CHOICE, ids=[f"{g}={c}" for g, c in ONE_PER_CHOICE]
+)
+def test_every_choice_runs(make_cfg, image_folder, fake_mnist_root, group, choice):
+    if group == "data":
+        overrides = data_overrides(choice, image_folder, fake_mnist_root)
+    else:
+        overrides = [f"{group}={choice}", "data=synthetic"]
+    check_combination(make_cfg, overrides)
+
+
+@pytest.mark.smoke
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_strategy_x_scheduler(make_cfg, strategy, scheduler):
@@ -68,6 +86,7 @@ def test_strategy_x_scheduler(make_cfg, strategy, scheduler):
     )
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("data", [d for d in DATA if d not in PAIRS])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_strategy_x_data(make_cfg, image_folder, fake_mnist_root, strategy, data):

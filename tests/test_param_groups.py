@@ -42,8 +42,8 @@ def test_layer_decay_applies_to_groups_with_head_on_top():
 
 
 def test_parameter_count_worked_example():
-    fe = linear_backbone_module(Strategy(name="feature_extraction", trainable_groups=0))
-    partial = linear_backbone_module(Strategy(name="partial", trainable_groups=2))
+    fe = linear_backbone_module(Strategy(trainable_groups=0))
+    partial = linear_backbone_module(Strategy(trainable_groups=2))
     assert trainable(fe) == 65_922
     assert trainable(partial) == 591_234
     rows = {r["group"]: r for r in partial.parameter_report()}
@@ -82,7 +82,7 @@ def test_build_param_groups_skips_named_no_decay():
 @pytest.mark.parametrize("k", [-1, 5, 9])
 def test_partial_k_out_of_range(k):
     with pytest.raises(ConfigError, match="trainable_groups"):
-        linear_backbone_module(Strategy(name="partial", trainable_groups=k))
+        linear_backbone_module(Strategy(trainable_groups=k))
 
 
 @pytest.mark.parametrize("gamma", [0.0, -0.5])

@@ -160,6 +160,7 @@ def test_ewc_without_a_fisher_exits_with_one_sentence(make_cfg, capsys, tmp_path
     check_refused(cfg, capsys, "error: EWC needs a source-task Fisher")
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_l2sp_composes_with_every_strategy(make_cfg, strategy):
     cfg = make_cfg(

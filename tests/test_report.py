@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transferlab.report import arm_keys, collect_runs, main, summarise
-from transferlab.report_pages import negative_transfer, sample_efficiency, write_report
+from transferlab.report import arm_keys, collect_runs, main, summarise, write_report
+from transferlab.report.efficiency import negative_transfer, sample_efficiency
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], metrics=None, failure=None) -> Path:

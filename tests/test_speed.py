@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,9 +15,10 @@ import pytorch_lightning as pl
 import torch
 
 from transferlab.backbones import create_backbone
+from transferlab.build import build_datamodule, build_module
 from transferlab.errors import ConfigError
 from transferlab.speed import StepTimer, apply_speed_settings, peak_training_memory
-from transferlab.train import build_datamodule, build_module, train
+from transferlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -106,22 +106,27 @@ def test_training_steps_read_no_tensor_values_on_the_host(make_cfg, monkeypatch)
     assert len(reads) <= steps // 3, reads  # one logged value per logging step at most
 
 
-def test_step_timer_keeps_the_wait_apart_from_the_step():
+def test_step_timer_keeps_the_wait_apart_from_the_step(monkeypatch):
+    clock = [0.0]  # a clock the test moves by hand: exact, whatever the machine's load
+    monkeypatch.setattr("transferlab.speed.time.perf_counter", lambda: clock[0])
     timer, module = StepTimer(), SimpleNamespace(device=torch.device("cpu"))
     timer.on_train_epoch_start(None, module)
-    time.sleep(0.05)  # first batch: starting the loader, reported apart
+    clock[0] += 0.05  # first batch: starting the loader, reported apart
     for wait in (0.03, 0.0):
         timer.on_train_batch_start(None, module, None, 0)
-        time.sleep(0.02)
+        clock[0] += 0.02
         timer.on_train_batch_end(None, module, None, None, 0)
-        time.sleep(wait)
+        clock[0] += wait
     timer.on_train_batch_start(None, module, None, 1)
+    clock[0] += 0.01
     timer.on_train_batch_end(None, module, None, None, 1)
     summary = timer.summary()
     assert summary["steps"] == 2
-    assert summary["first_wait_s"] >= 0.05
-    assert 0.03 <= sum(w for _, w, _ in timer.records[1:]) < 0.03 + 0.05
-    assert 0.3 < summary["wait_share"] < 1
+    assert summary["first_wait_s"] == pytest.approx(0.05)
+    assert [w for _, w, _ in timer.records] == pytest.approx([0.05, 0.03, 0.0])
+    assert [c for _, _, c in timer.records] == pytest.approx([0.02, 0.02, 0.01])
+    assert timer.step_times() == pytest.approx([0.05, 0.01])
+    assert summary["wait_share"] == pytest.approx(0.03 / 0.06)
 
 
 def test_peak_training_memory_counts_gradients_and_optimizer_state():

@@ -14,18 +14,16 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import open_dict, read_write
 
-from conftest import CONF
 from hydra_plugins.transferlab_launcher.parallel_launcher import job_return
+from transferlab import compose
 from transferlab.errors import ConfigError
 from transferlab.launcher import WorkerCrash
-from transferlab.report_pages import write_report
+from transferlab.report import write_report
 from transferlab.sweep import configuration_key, refuse_ddp_relaunch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,11 +197,7 @@ def test_jobs_on_local_slots_give_the_numbers_they_give_one_at_a_time(tmp_path):
 
 def hydra_cfg(overrides: list[str]):
     """The composed config with its ``hydra`` node, as the launcher sees it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # paths resolve through ${hydra:runtime.cwd}
-    return cfg
+    return compose(overrides, keep_hydra=True)
 
 
 @pytest.mark.parametrize(

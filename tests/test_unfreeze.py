@@ -8,8 +8,8 @@ import pytest
 import pytorch_lightning as pl
 
 from conftest import check_refused
+from transferlab.build import build_datamodule, build_module
 from transferlab.strategies import Unfreezer, UnfreezeSchedule
-from transferlab.train import build_datamodule, build_module
 
 
 def test_events_by_epoch():

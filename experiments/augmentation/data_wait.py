@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 
-from transferlab.train import build_datamodule, build_module
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from transferlab import compose
+from transferlab.build import build_datamodule, build_module
 
 
 class DataWaitTimer(pl.Callback):
@@ -52,9 +48,7 @@ class DataWaitTimer(pl.Callback):
 
 
 def main(overrides: list[str]) -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # paths.* interpolate Hydra's runtime values
+    cfg = compose(overrides)
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
     dm.setup()

@@ -94,7 +94,7 @@ def domain_features(run_dir: Path, n: int = 500) -> tuple[np.ndarray, np.ndarray
     """Backbone features of ``n`` source and ``n`` target test images (best checkpoint)."""
     from hydra.utils import instantiate
 
-    from transferlab.evaluate import load_module
+    from transferlab.build import load_module
 
     module, cfg = load_module(str(run_dir / "checkpoints" / "best.ckpt"))
     dm = instantiate(cfg.data, augmentation=None)

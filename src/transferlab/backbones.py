@@ -42,11 +42,6 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def group_parameters(self) -> list[list[nn.Parameter]]:
-        """The parameters of each layer group, bottom to top."""
-        params = dict(self.model.named_parameters())
-        return [[params[n] for n in g.param_names] for g in self.groups]
-
 
 def layer_groups(model: nn.Module) -> list[LayerGroup]:
     """Ordered layer groups: timm's coarse ``group_matcher`` if the model has one, else children."""

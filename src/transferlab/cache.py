@@ -24,13 +24,10 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_utilities.core.apply_func import apply_to_collection
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from transferlab.data.sampling import EpochShuffle
 from transferlab.errors import ConfigError
-from transferlab.module import TransferModule
 
 log = logging.getLogger("transferlab")
 
@@ -41,33 +38,10 @@ EVAL_BATCH = 1024
 
 
 def why_not_cacheable(module, dm) -> list[str]:
-    """Reasons the backbone's features could change between epochs (empty = cacheable)."""
-    if type(module).training_step is not TransferModule.training_step:
-        return ["a source/target pair trains on both domains (use single-domain data)"]
-    reasons = []
-    if any(m > 0 for m in module.lr_multipliers[:-1]) or module.strategy.unfreeze is not None:
-        reasons.append("the backbone trains (use strategy=feature_extraction)")
-    if module.strategy.bn != "frozen":
-        reasons.append("BatchNorm statistics update during training (strategy.bn=train)")
-    if getattr(dm, "augmentation", None) is not None and has_sample_transform(dm):
-        reasons.append("training images are augmented (augmentation=none)")
-    if module.batch_augment is not None:
-        reasons.append("batches are mixed (augmentation=none)")
-    if any(stochastic(m) for m in module.backbone.model.modules()):
-        reasons.append("the backbone has active dropout or drop-path (set their rates to 0)")
-    return reasons
-
-
-def has_sample_transform(dm) -> bool:
-    x = dm.splits.train[0]
-    size = min(x.shape[-2:]) if dm.crop_size is None else dm.crop_size
-    return dm.augmentation(size, x.shape[1], flip_safe=dm.flip_safe) is not None
-
-
-def stochastic(m: nn.Module) -> bool:
-    if isinstance(m, nn.modules.dropout._DropoutNd):
-        return m.p > 0
-    return type(m).__name__ == "DropPath" and getattr(m, "drop_prob", 0.0) > 0
+    """Reasons the backbone's features could change between epochs (empty = cacheable): the
+    module's own (:meth:`TransferModule.feature_cache_blockers`) and a random training pipeline."""
+    augmented = ["training images are augmented (augmentation=none)"]
+    return module.feature_cache_blockers() + (augmented if dm.augments_training() else [])
 
 
 def use_cache(setting, module, dm) -> bool:
@@ -85,13 +59,12 @@ def use_cache(setting, module, dm) -> bool:
     return not reasons
 
 
-def cache_key(cfg: DictConfig, module) -> str:
+def cache_key(backbone_cfg: dict, data_cfg: dict, module) -> str:
     """Hash of the backbone (config and weights), the data and the input normalisation."""
     digest = hashlib.sha256()
-    data = OmegaConf.to_container(cfg.data, resolve=True)
     described = {
-        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
-        "data": {k: v for k, v in data.items() if k not in LOADER_KEYS},
+        "backbone": backbone_cfg,
+        "data": {k: v for k, v in data_cfg.items() if k not in LOADER_KEYS},
         "mean": module.mean.flatten().tolist(),
         "std": module.std.flatten().tolist(),
     }
@@ -107,7 +80,7 @@ def backbone_features(module, loader: DataLoader, device: torch.device) -> tuple
     """(features, labels) of every batch, with the backbone in eval mode."""
     feats, labels = [], []
     for x, y in loader:
-        feats.append(module.features(x.to(device)).float().cpu())
+        feats.append(module.image_features(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
@@ -121,9 +94,9 @@ class FeatureCache:
     has moved it there). ``seconds`` adds up the time spent computing, for the run's metrics.
     """
 
-    def __init__(self, cfg: DictConfig, module, dm, cache_dir: Path):
+    def __init__(self, backbone_cfg: dict, data_cfg: dict, module, dm, cache_dir: Path):
         self.module, self.dm = module, dm
-        self.prefix = Path(cache_dir) / cache_key(cfg, module)
+        self.prefix = Path(cache_dir) / cache_key(backbone_cfg, data_cfg, module)
         self.loaded: dict[str, tuple] = {}
         self.seconds = 0.0
 
@@ -148,12 +121,12 @@ class FeatureCache:
             "feature cache: computing backbone features of %d %s images (%s)", n, split, device
         )
         start = time.perf_counter()
-        was_training, takes_features = module.training, module.inputs_are_features
-        module.eval().inputs_are_features = False  # images in, for this pass
+        was_training = module.training
+        module.eval()
         try:
             features = backbone_features(module, self.dm.eval_dataloader(split), device)
         finally:
-            module.train(was_training).inputs_are_features = takes_features
+            module.train(was_training)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(features, partial)
@@ -189,13 +162,6 @@ class FeatureData(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
-
-
-def cached_data(cfg: DictConfig, module, dm) -> FeatureData:
-    """Cached features of ``dm`` to fit on; the module then takes features as its input."""
-    cache = FeatureCache(cfg, module, dm, Path(cfg.paths.cache_dir) / "features")
-    module.inputs_are_features = True
-    return FeatureData(cache, dm.batch_size, dm.seed, dm.drop_last)
 
 
 class DeferredCheckpointIO(TorchCheckpointIO):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from omegaconf.errors import MissingMandatoryValue
@@ -34,3 +36,30 @@ def exit_refused(error: ConfigError) -> NoReturn:
     """Refuse a run as every entry point does: the sentence on stderr, exit status 2."""
     print(f"error: {error}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def run_or_explain(fn, *args):
+    """Run ``fn(*args)``; a :class:`ConfigError` becomes one line on stderr and exit status 2."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        cause = config_error_in(e)
+        if cause is None:
+            raise
+        discard_refused_run_dir()
+        exit_refused(cause)
+
+
+def discard_refused_run_dir() -> None:
+    """Remove the run dir of a refused run when it holds only what Hydra wrote for it (its
+    ``.hydra/`` copy of the config and the log); a dir with anything else is left alone."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = HydraConfig.get().runtime.get("output_dir")
+    if not out or not Path(out).is_dir():
+        return
+    entries = list(Path(out).iterdir())
+    if all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
+        shutil.rmtree(out)

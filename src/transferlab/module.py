@@ -41,6 +41,13 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
+def _stochastic(m: nn.Module) -> bool:
+    """Whether ``m`` is an active dropout or drop-path layer."""
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return m.p > 0
+    return type(m).__name__ == "DropPath" and getattr(m, "drop_prob", 0.0) > 0
+
+
 class TransferModule(pl.LightningModule):
     """Classifier = head(backbone(normalise(images))).
 
@@ -190,12 +197,39 @@ class TransferModule(pl.LightningModule):
 
     # -- forward and steps -------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features; uint8 images are normalised here, on the module's device."""
+        """Backbone features of a batch: images, or cached features once :meth:`accept_features`."""
         if self.inputs_are_features:  # batches of cached backbone features (transferlab.cache)
             return x
+        return self.image_features(x)
+
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of images; uint8 images are normalised here, on the module's device."""
         if x.dtype == torch.uint8:
             x = (x.float() / 255 - self.mean) / self.std
         return self.backbone(x)
+
+    # -- training on cached features (transferlab.cache) --------------------------------------
+    def feature_cache_blockers(self) -> list[str]:
+        """Why this module's backbone features could change between epochs (empty: they cannot,
+        and the head may train on features computed once)."""
+        reasons = []
+        if any(m > 0 for m in self.lr_multipliers[:-1]) or self.strategy.unfreeze is not None:
+            reasons.append("the backbone trains (use strategy=feature_extraction)")
+        if self.strategy.bn != "frozen":
+            reasons.append("BatchNorm statistics update during training (strategy.bn=train)")
+        if self.batch_augment is not None:
+            reasons.append("batches are mixed (augmentation=none)")
+        if any(_stochastic(m) for m in self.backbone.model.modules()):
+            reasons.append("the backbone has active dropout or drop-path (set their rates to 0)")
+        return reasons
+
+    def accept_features(self) -> None:
+        """From now on batches hold backbone features, not images (the head trains on them)."""
+        if self.feature_cache_blockers():
+            raise ConfigError(
+                f"This run cannot train on cached features: {self.feature_cache_blockers()[0]}."
+            )
+        self.inputs_are_features = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -14,13 +14,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 
-from transferlab import CONF_DIR
 from transferlab.augment import center_crop, crop_size_for
-from transferlab.train import build_datamodule, run_or_explain
+from transferlab.build import build_augmentation, build_datamodule
+from transferlab.config import compose
+from transferlab.errors import run_or_explain
 
 
 def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -33,17 +32,18 @@ def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
 def preview_images(cfg, n_images: int, n_versions: int):
     """(originals, augmented [versions], mixed [(images, soft targets)], labels, class names)."""
     torch.manual_seed(cfg.seed)
-    dm = build_datamodule(cfg)
+    augmentation = build_augmentation(cfg)
+    dm = build_datamodule(cfg, augmentation=augmentation)
     dm.setup()
     x, y = dm.splits.train
     pick = one_per_class(y, n_images)
     x, y = x[pick], y[pick]
     size = crop_size_for(min(x.shape[-2:]), dm.crop_size)
     crop = center_crop(size)
-    transform = dm.augmentation(size, dm.channels, flip_safe=dm.flip_safe) or crop
+    transform = dm.training_transform(x) or crop
     originals = torch.stack([crop(img) for img in x])
     versions = [torch.stack([transform(img) for img in x]) for _ in range(n_versions)]
-    mixer = instantiate(cfg.augmentation).batch_transform(dm.num_classes, max(len(y), 2))
+    mixer = augmentation.batch_transform(dm.num_classes, max(len(y), 2)) if augmentation else None
     mixed = [mixer(versions[k % n_versions], y) for k in range(n_versions)] if mixer else []
     return originals, versions, mixed, y, dm.class_names
 
@@ -81,10 +81,8 @@ def save_grid(originals, versions, mixed, names, labels, title: str, out: Path) 
 
 
 def run(args: argparse.Namespace) -> Path:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=args.overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # paths.* interpolate Hydra's runtime values
-    choices = cfg.hydra.runtime.choices
+    cfg = compose(args.overrides)
+    choices = HydraConfig.get().runtime.choices
     originals, versions, mixed, labels, names = preview_images(cfg, args.images, args.versions)
     title = (
         f"data={choices['data']}  augmentation={choices['augmentation']} "

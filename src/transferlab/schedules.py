@@ -131,3 +131,14 @@ class SlantedTriangular:
         cut = max(1, int(math.floor(total * self.cut_frac)))
         p = step / cut if step < cut else 1 - (step - cut) / max(1, cut * (1 / self.cut_frac - 1))
         return (1 + max(p, 0.0) * (self.ratio - 1)) / self.ratio
+
+
+@dataclass
+class DANNAnnealing:
+    """DANN's LR annealing (Ganin & Lempitsky 2015, the ``scheduler=dann_annealing`` choice): ``1 / (1 + alpha * p) ** beta`` over training progress p."""
+
+    alpha: float = 10.0
+    beta: float = 0.75
+
+    def __call__(self, step: int, total: int) -> float:
+        return 1.0 / (1.0 + self.alpha * min(1.0, step / max(1, total))) ** self.beta

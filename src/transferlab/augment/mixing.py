@@ -93,21 +93,28 @@ class BatchMix:
         return partial(mix_batch, transform=self.transform(num_classes))
 
 
+# The config factories check their own keys, so an error names the key the user typed
+# (``augmentation.batch.alpha`` of cutmix is BatchMix's cutmix_alpha).
+
+
 def mixup(alpha: float = 0.2) -> BatchMix:
     """Mixup: x = λ·x_i + (1-λ)·x_j, targets mixed the same way, λ ~ Beta(α, α)."""
-    return BatchMix("mixup", alpha=alpha)
+    return BatchMix("mixup", alpha=_check_alpha("alpha", alpha))
 
 
 def cutmix(alpha: float = 1.0) -> BatchMix:
     """CutMix: a box of x_j pasted into x_i; λ is the share of x_i left after the paste."""
-    return BatchMix("cutmix", cutmix_alpha=alpha)
+    return BatchMix("cutmix", cutmix_alpha=_check_alpha("alpha", alpha))
 
 
 def mixup_cutmix(
     mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0, switch_prob: float = 0.5
 ) -> BatchMix:
     """Mixup or CutMix per batch; CutMix with probability ``switch_prob``."""
-    return BatchMix("mixup_cutmix", mixup_alpha, cutmix_alpha, switch_prob)
+    mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
+    return BatchMix(
+        "mixup_cutmix", mixup_alpha, _check_alpha("cutmix_alpha", cutmix_alpha), switch_prob
+    )
 
 
 def no_mixing() -> None:

@@ -180,12 +180,25 @@ class ImageDataModule(pl.LightningDataModule):
         self._norm = (mean, std)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        x, y = getattr(self._loaded(), split)
+        return self.loader_over(*getattr(self._loaded(), split), train=train)
+
+    def training_transform(self, images: torch.Tensor) -> Transform | None:
+        """The random per-image pipeline training batches of ``images`` get, or None."""
+        if not self.augmentation:
+            return None
+        size = crop_size_for(min(images.shape[-2:]), self.crop_size)
+        return self.augmentation(size, images.shape[1], flip_safe=self.flip_safe)
+
+    def augments_training(self) -> bool:
+        """Whether training images pass a random pipeline (so features change every epoch)."""
+        return self.training_transform(self._loaded().train[0]) is not None
+
+    def loader_over(self, x: torch.Tensor, y: torch.Tensor, train: bool) -> DataLoader:
+        """A loader over ``(x, y)`` built the way this datamodule builds its own: the training
+        pipeline and shuffling when ``train``, else the deterministic centre crop."""
         loaded = min(x.shape[-2:])
         size = crop_size_for(loaded, self.crop_size)
-        transform = None
-        if train and self.augmentation:
-            transform = self.augmentation(size, x.shape[1], flip_safe=self.flip_safe)
+        transform = self.training_transform(x) if train else None
         if transform is None and (size != loaded or x.shape[-2] != x.shape[-1]):
             transform = center_crop(size)  # deterministic: evaluation, or no training pipeline
         workers = self.num_workers

@@ -8,7 +8,6 @@ from BSDS500; offline we crop scikit-learn's two sample photos at three scales.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -207,15 +206,11 @@ class DomainPair(ImageDataModule):
 
         Training sees the target images with every label replaced by -1 (unknown).
         """
-        source, target = self._loaded(), self.target_splits
-        images, labels = getattr(target, split)
+        self._loaded()
+        images, labels = getattr(self.target_splits, split)
         if train:
             labels = torch.full_like(labels, -1)
-        self.splits = replace(target, **{split: (images, labels)})
-        try:
-            return self._loader(split, train)
-        finally:
-            self.splits = source
+        return self.loader_over(images, labels, train)
 
     def train_dataloader(self) -> CombinedLoader:
         loaders = {

@@ -1,8 +1,8 @@
 """Domain adaptation: gradient reversal, DANN, MMD and CORAL as functional cores, the methods
-as small modules, and the training-module hook that adds their loss."""
+as small modules, and the training-module hook that adds their loss. (DANN's LR annealing is a
+schedule like any other: :class:`transferlab.schedules.DANNAnnealing`.)"""
 
 from transferlab.domain.core import (
-    DANNAnnealing,
     coral,
     covariance,
     dann_lambda,
@@ -10,19 +10,13 @@ from transferlab.domain.core import (
     grad_reverse,
 )
 from transferlab.domain.methods import CORAL, DANN, MMD, Alignment
-from transferlab.domain.module import (
-    DomainAdaptationModule,
-    is_domain_pair,
-    module_class_for,
-    oracle_checkpoint,
-    oracle_metrics,
-)
+from transferlab.domain.module import ORACLE_MONITOR, DomainAdaptationModule
 
 __all__ = [
     "CORAL",
     "DANN",
-    "DANNAnnealing",
     "MMD",
+    "ORACLE_MONITOR",
     "Alignment",
     "DomainAdaptationModule",
     "coral",
@@ -30,8 +24,4 @@ __all__ = [
     "dann_lambda",
     "gaussian_mmd",
     "grad_reverse",
-    "is_domain_pair",
-    "module_class_for",
-    "oracle_checkpoint",
-    "oracle_metrics",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -36,17 +35,6 @@ def dann_lambda(progress: float, lambda_max: float = 1.0, gamma: float = 10.0) -
     """
     p = min(max(progress, 0.0), 1.0)
     return lambda_max * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
-
-
-@dataclass
-class DANNAnnealing:
-    """DANN's LR annealing ``1 / (1 + alpha * p) ** beta`` over training progress p."""
-
-    alpha: float = 10.0
-    beta: float = 0.75
-
-    def __call__(self, step: int, total: int) -> float:
-        return 1.0 / (1.0 + self.alpha * min(1.0, step / max(1, total))) ** self.beta
 
 
 def _squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

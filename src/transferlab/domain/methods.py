@@ -20,8 +20,6 @@ from transferlab.errors import ConfigError
 class Alignment(nn.Module):
     """Base of every method: ``weight`` scales its loss in the training objective."""
 
-    name = "alignment"
-
     def __init__(self, weight: float = 1.0):
         super().__init__()
         if weight < 0:
@@ -49,8 +47,6 @@ class DANN(Alignment):
         dropout: dropout before each domain-classifier layer.
         weight: scale of the domain loss.
     """
-
-    name = "dann"
 
     def __init__(
         self,
@@ -95,8 +91,6 @@ class MMD(Alignment):
         weight: scale of the MMD loss.
     """
 
-    name = "mmd"
-
     def __init__(
         self,
         in_features: int,
@@ -121,8 +115,6 @@ class CORAL(Alignment):
         in_features: backbone feature width (unused).
         weight: scale of the CORAL loss.
     """
-
-    name = "coral"
 
     def __init__(self, in_features: int, weight: float = 1.0):
         super().__init__(weight)

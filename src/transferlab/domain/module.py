@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import math
 
-import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from transferlab.domain.methods import Alignment
-from transferlab.errors import ConfigError
 from transferlab.module import TransferModule, classification_metrics
 
 ORACLE_MONITOR = "val_target/acc"
@@ -88,75 +83,11 @@ class DomainAdaptationModule(TransferModule):
         else:
             self._eval_step(batch, self.val_target_metrics, "val_target")
 
+    def feature_cache_blockers(self) -> list[str]:
+        return ["a source/target pair trains on both domains (use single-domain data)"]
+
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.target_labels and dataloader_idx == 0:
             super().test_step(batch, batch_idx)
         else:
             self._eval_step(batch, self.test_source_metrics, "test_source")
-
-
-def is_domain_pair(data_cfg: DictConfig) -> bool:
-    return "source" in data_cfg and "target" in data_cfg
-
-
-def module_class_for(cfg: DictConfig, in_features: int) -> tuple[type, dict]:
-    """(module class, its extra arguments) for the config's data and ``domain_adaptation``."""
-    da = cfg.get("domain_adaptation") or {}
-    method = da.get("method", "none")
-    if not is_domain_pair(cfg.data):
-        if method != "none":
-            raise ConfigError(
-                f"domain_adaptation={method} needs a source and a target domain; choose a pair "
-                "such as data=mnist_to_mnist_m, or domain_adaptation=none."
-            )
-        return TransferModule, {}
-    target_labels = bool(cfg.data.get("target_labels", True))
-    oracle = bool(da.get("oracle", False))
-    if oracle and not target_labels:
-        raise ConfigError(
-            "The oracle picks a checkpoint by target validation accuracy, but the target has no "
-            "labels (data.target_labels=false); set domain_adaptation.oracle=false."
-        )
-    alignment = instantiate(da.alignment)(in_features=in_features) if da.get("alignment") else None
-    return DomainAdaptationModule, {
-        "alignment": alignment,
-        "target_labels": target_labels,
-        "oracle": oracle,
-    }
-
-
-def oracle_checkpoint(module: pl.LightningModule, dirpath) -> list[pl.Callback]:
-    """The checkpoint callback of the oracle (best target validation), when it is asked for."""
-    if not getattr(module, "oracle", False):
-        return []
-    return [
-        ModelCheckpoint(
-            dirpath=dirpath,
-            filename="oracle",
-            monitor=ORACLE_MONITOR,
-            mode="max",
-            auto_insert_metric_name=False,
-        )
-    ]
-
-
-def oracle_metrics(trainer: pl.Trainer, module: pl.LightningModule, datamodule) -> dict:
-    """Test metrics of the oracle checkpoint, named ``oracle/test/…`` and ``oracle/test_source/…``.
-
-    The oracle peeks at target labels to pick its checkpoint: an upper bound on what model
-    selection can give, never a result of the method.
-    """
-    callback = next(
-        (
-            c
-            for c in trainer.callbacks
-            if isinstance(c, ModelCheckpoint) and c.monitor == ORACLE_MONITOR
-        ),
-        None,
-    )
-    if callback is None or not callback.best_model_path:
-        return {}
-    results = trainer.test(
-        module, datamodule=datamodule, ckpt_path=callback.best_model_path, verbose=False
-    )
-    return {f"oracle/{k}": float(v) for r in results for k, v in r.items()}

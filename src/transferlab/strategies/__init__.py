@@ -7,7 +7,8 @@ from transferlab.strategies.core import (
     trainable_mask,
 )
 from transferlab.strategies.regularization import EWC, L2SP, diagonal_fisher
-from transferlab.strategies.unfreeze import Unfreezer, UnfreezeSchedule
+from transferlab.strategies.schedule import UnfreezeSchedule
+from transferlab.strategies.unfreeze import Unfreezer
 
 __all__ = [
     "EWC",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.errors import ConfigError
-from transferlab.strategies.unfreeze import UnfreezeSchedule
+from transferlab.strategies.schedule import UnfreezeSchedule
 
 BN_POLICIES = ("frozen", "train")
 
@@ -20,7 +20,6 @@ class Strategy:
     """A fine-tuning recipe.
 
     Args:
-        name: label used in reports (``feature_extraction``, ``partial``, ``full``, ``scratch``).
         trainable_groups: how many backbone layer groups, counted from the top, train;
             0 trains the head only, ``all`` trains every group.
         backbone_lr_mult: LR of the trainable backbone groups relative to the head's.
@@ -34,7 +33,6 @@ class Strategy:
             ``true`` insists (an error says why it cannot), ``false`` never caches.
     """
 
-    name: str = "full"
     trainable_groups: int | str = "all"
     backbone_lr_mult: float = 1.0
     layer_decay: float = 1.0

@@ -11,13 +11,16 @@ skip frozen parameters, which cannot have moved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from transferlab.errors import ConfigError
+
+# (source checkpoint, samples) -> the backbone's diagonal Fisher on that run's training data
+FisherProvider = Callable[[str, int], dict[str, torch.Tensor]]
 
 
 def _buffer_name(param_name: str) -> str:
@@ -73,6 +76,8 @@ class EWC(_Anchored):
         source_ckpt: a checkpoint of the source run; its Fisher is estimated on the source
             training data it records and saved to ``fisher`` (when given) for later runs.
         num_samples: source images the estimate averages over.
+        fisher_provider: ``(source_ckpt, num_samples) -> {param name: Fisher diagonal}``, which
+            estimates the Fisher of a saved run (the build layer passes one).
     """
 
     def __init__(
@@ -83,12 +88,13 @@ class EWC(_Anchored):
         fisher: str | None = None,
         source_ckpt: str | None = None,
         num_samples: int = 256,
+        fisher_provider: FisherProvider | None = None,
     ):
         if strength < 0:
             raise ConfigError(f"regularization.strength must be >= 0, got {strength}.")
         super().__init__(backbone, dict(backbone.named_parameters()))
         self.strength = strength
-        values = load_or_estimate_fisher(fisher, source_ckpt, num_samples)
+        values = load_or_estimate_fisher(fisher, source_ckpt, num_samples, fisher_provider)
         missing = [n for n in self.names if n not in values]
         if missing:
             raise ConfigError(
@@ -110,39 +116,27 @@ class EWC(_Anchored):
 
 
 def load_or_estimate_fisher(
-    fisher: str | None, source_ckpt: str | None, num_samples: int
+    fisher: str | None,
+    source_ckpt: str | None,
+    num_samples: int,
+    provider: FisherProvider | None = None,
 ) -> dict[str, torch.Tensor]:
+    """The Fisher file's values, or the provider's estimate for ``source_ckpt`` (then saved)."""
     from safetensors.torch import load_file, save_file
 
     if fisher and Path(fisher).is_file():
         return load_file(fisher)
-    if not source_ckpt:
+    if not source_ckpt or provider is None:
         where = f"{fisher} does not exist" if fisher else "no Fisher file is set"
         raise ConfigError(
             f"EWC needs a source-task Fisher but {where}: run `make pretrain` (it writes one), or "
             "set regularization.fisher=<file> or regularization.source_ckpt=<source checkpoint>."
         )
-    values = estimate_fisher_from_checkpoint(source_ckpt, num_samples)
+    values = provider(source_ckpt, num_samples)
     if fisher:
         Path(fisher).parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in values.items()}, fisher)
     return values
-
-
-def estimate_fisher_from_checkpoint(ckpt_path: str, num_samples: int) -> dict[str, torch.Tensor]:
-    """Diagonal Fisher of a saved source run, on the training data its config names."""
-    from transferlab.evaluate import load_module
-    from transferlab.train import build_datamodule
-
-    if not Path(ckpt_path).is_file():
-        raise ConfigError(
-            f"regularization.source_ckpt={ckpt_path} does not exist; point it at a source run's "
-            "checkpoint (for example outputs/runs/<run>/checkpoints/best.ckpt)."
-        )
-    module, cfg = load_module(ckpt_path)
-    dm = build_datamodule(cfg, train_augmentation=False)
-    dm.setup()
-    return diagonal_fisher(module, *dm.splits.train, num_samples=num_samples)
 
 
 def diagonal_fisher(

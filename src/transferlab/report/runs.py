@@ -7,12 +7,10 @@ one configuration (an arm); report.md gives each arm's mean ± sample std over i
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,27 +142,3 @@ def write_results_csv(runs: list[Run], path: Path) -> None:
             writer.writerow(
                 {"job": r.job, "status": status, **r.overrides, **r.metrics, "error": error}
             )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="transferlab-report",
-        description="Summarise a multirun dir: results.csv, report.md and plots.",
-    )
-    parser.add_argument("sweep_dir", type=Path, help="the dir of a `-m` sweep")
-    parser.add_argument("--metric", default="test/acc", help="metric to rank arms by")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: DIR)")
-    args = parser.parse_args(argv)
-    from transferlab.report_pages import write_report
-
-    try:
-        written = write_report(args.sweep_dir, args.metric, args.out)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    for path in written:
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferlab.report import (
+from transferlab.report.efficiency import SCRATCH, negative_transfer, sample_efficiency
+from transferlab.report.runs import (
     Arm,
     Run,
     arm_keys,
@@ -14,9 +15,6 @@ from transferlab.report import (
     varying_keys,
     write_results_csv,
 )
-
-N_KEY = "data.n_per_class"
-SCRATCH = "scratch"
 
 
 def fmt_stat(stat: tuple[float, float] | None, digits: int = 3) -> str:
@@ -62,35 +60,6 @@ def failure_table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def n_order(label: str) -> float:
-    """Sort key for n per class: numbers ascending, ``null`` (all images) last."""
-    return float(label) if label.replace(".", "", 1).isdigit() else float("inf")
-
-
-def sample_efficiency(arms: list[Arm], metric: str) -> dict[str, list[tuple[str, float, float]]]:
-    """{strategy: [(n, mean, std), ...]} when the sweep varies n per class and strategy."""
-    if not arms or not {N_KEY, "strategy"} <= set(arms[0].choices):
-        return {}
-    curves: dict[str, list[tuple[str, float, float]]] = {}
-    for arm in arms:
-        if metric in arm.stats:
-            point = (arm.choices[N_KEY], *arm.stats[metric])
-            curves.setdefault(arm.choices["strategy"], []).append(point)
-    return {s: sorted(points, key=lambda p: n_order(p[0])) for s, points in curves.items()}
-
-
-def negative_transfer(curves: dict[str, list[tuple[str, float, float]]]) -> list[tuple]:
-    """(strategy, n, transfer mean, scratch mean) wherever a transfer arm is below scratch."""
-    scratch = {n: mean for n, mean, _ in curves.get(SCRATCH, [])}
-    return [
-        (strategy, n, mean, scratch[n])
-        for strategy, points in curves.items()
-        if strategy != SCRATCH
-        for n, mean, _ in points
-        if n in scratch and mean < scratch[n]
-    ]
-
-
 def efficiency_section(curves, metric: str) -> list[str]:
     if SCRATCH not in curves or len(curves) < 2:
         return []
@@ -133,7 +102,7 @@ def render(sweep_dir: Path, runs: list[Run], metric: str, plots: list[Path]) -> 
 
 def write_report(sweep_dir: Path, metric: str = "test/acc", out: Path | None = None) -> list[Path]:
     """Write results.csv, the plots and report.md for ``sweep_dir``; return their paths."""
-    from transferlab.report_plots import save_plots
+    from transferlab.report.plots import save_plots
 
     runs = collect_runs(sweep_dir)
     out = out or sweep_dir

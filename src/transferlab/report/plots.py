@@ -11,7 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from transferlab.report import Arm, Run  # noqa: E402
+from transferlab.report.efficiency import SCRATCH, n_order, negative_transfer  # noqa: E402
+from transferlab.report.runs import Arm, Run  # noqa: E402
 
 CURVE_METRIC = "val/acc"
 
@@ -77,7 +78,6 @@ def curves_chart(arms: list[Arm], path: Path) -> Path | None:
 
 def efficiency_chart(curves: dict, negatives: list[tuple], metric: str, path: Path) -> Path:
     """E(n) per strategy on a log axis; ``null`` (all images) plotted last as "all"."""
-    from transferlab.report_pages import n_order
 
     labels = sorted({n for points in curves.values() for n, *_ in points}, key=n_order)
     numeric = [float(n) for n in labels if n_order(n) != float("inf")]
@@ -113,7 +113,6 @@ def efficiency_chart(curves: dict, negatives: list[tuple], metric: str, path: Pa
 
 def save_plots(runs: list[Run], arms: list[Arm], curves: dict, metric: str, out: Path):
     """Write every plot that the sweep has data for; return their paths."""
-    from transferlab.report_pages import SCRATCH, negative_transfer
 
     plots = [bar_chart(arms, metric, out / "bars.png"), curves_chart(arms, out / "curves.png")]
     if SCRATCH in curves and len(curves) > 1:

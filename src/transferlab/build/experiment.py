@@ -1,0 +1,147 @@
+"""A whole training run built from its config: datamodule, module, the data to fit on (images or
+cached features), callbacks, loggers and the trainer, held in one :class:`Experiment`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+from transferlab.build.checkpoint import source_fisher
+from transferlab.build.parts import build_augmentation, build_datamodule, build_module
+from transferlab.cache import DeferredCheckpointIO, FeatureCache, FeatureData, use_cache
+from transferlab.data import ImageDataModule
+from transferlab.domain import ORACLE_MONITOR
+from transferlab.module import TransferModule
+from transferlab.speed import apply_speed_settings
+from transferlab.strategies import Unfreezer
+
+log = logging.getLogger("transferlab")
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, built and checked before anything is written.
+
+    Attributes:
+        config: the resolved config as plain data (saved as ``config.yaml``, in checkpoints and
+            sent to the loggers).
+        out: the run dir.
+        datamodule: the image data (set up).
+        module: the LightningModule.
+        fit_data: what the trainer fits on: ``datamodule``, or cached backbone features.
+        trainer: the Lightning trainer, with callbacks and loggers.
+        loggers: the experiment loggers (also inside ``trainer``), to finish at the end.
+        ckpt_path: the checkpoint to resume from, or None.
+        export_backbone, export_fisher: files to write the trained backbone / its Fisher to.
+    """
+
+    config: dict
+    out: Path
+    datamodule: ImageDataModule
+    module: TransferModule
+    fit_data: pl.LightningDataModule
+    trainer: pl.Trainer
+    loggers: list = field(default_factory=list)
+    ckpt_path: str | None = None
+    export_backbone: Path | None = None
+    export_fisher: Path | None = None
+
+    @property
+    def features(self) -> FeatureCache | None:
+        """The feature cache when the head trains on cached features."""
+        return getattr(self.fit_data, "features", None)
+
+
+def build_experiment(cfg: DictConfig) -> Experiment:
+    """Seed, then build every part of a training run from ``cfg``; writes nothing."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    augmentation = build_augmentation(cfg)
+    dm = build_datamodule(cfg, augmentation=augmentation)
+    dm.setup()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
+    module = build_module(
+        cfg,
+        dm.num_classes,
+        dm.channels,
+        *dm.normalization,
+        extra=extra,
+        augmentation=augmentation,
+        fisher_provider=source_fisher,
+    )
+    apply_speed_settings(resolved.get("speed"), module, dm)
+    cached = use_cache(module.strategy.cache_features, module, dm)
+    fit_data = dm
+    if cached:
+        cache = FeatureCache(resolved["backbone"], resolved["data"], module, dm, cache_dir(cfg))
+        module.accept_features()
+        fit_data = FeatureData(cache, dm.batch_size, dm.seed, dm.drop_last)
+    out = Path(cfg.paths.output_dir)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = build_trainer(cfg, module, out, loggers, cached)
+    return Experiment(
+        config=resolved,
+        out=out,
+        datamodule=dm,
+        module=module,
+        fit_data=fit_data,
+        trainer=trainer,
+        loggers=loggers,
+        ckpt_path=cfg.get("ckpt_path"),
+        export_backbone=Path(cfg.export_backbone) if cfg.get("export_backbone") else None,
+        export_fisher=Path(cfg.export_fisher) if cfg.get("export_fisher") else None,
+    )
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.cache_dir) / "features"
+
+
+def build_callbacks(cfg: DictConfig, module: TransferModule, out: Path, loggers: list) -> list:
+    """The ``callbacks=`` choice, the strategy's unfreezing and the domain oracle's checkpoint."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if module.strategy.unfreeze is not None:
+        callbacks.append(Unfreezer(module.strategy.unfreeze))
+    if getattr(module, "oracle", False):
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="oracle",
+                monitor=ORACLE_MONITOR,
+                mode="max",
+                auto_insert_metric_name=False,
+            )
+        )
+    if not loggers:  # nothing to log LRs to; lr_per_group.png still records them
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
+
+
+def build_trainer(
+    cfg: DictConfig, module: TransferModule, out: Path, loggers: list, cached: bool
+) -> pl.Trainer:
+    extra = cpu_fallbacks(cfg.trainer)
+    if cached and not cfg.trainer.get("plugins"):
+        extra["plugins"] = [DeferredCheckpointIO()]
+    return instantiate(
+        cfg.trainer,
+        callbacks=build_callbacks(cfg, module, out, loggers),
+        logger=loggers or False,
+        **extra,
+    )
+
+
+def cpu_fallbacks(trainer_cfg: DictConfig) -> dict:
+    """Trainer settings that only GPUs support, switched off (with a note) on a CPU run."""
+    on_cpu = trainer_cfg.get("accelerator") == "cpu" or not torch.cuda.is_available()
+    if on_cpu and trainer_cfg.get("sync_batchnorm"):
+        log.info("sync_batchnorm needs GPUs; this CPU run keeps per-process BatchNorm statistics")
+        return {"sync_batchnorm": False}
+    return {}

@@ -1,0 +1,140 @@
+"""Config -> model parts: augmentation, datamodule, backbone + head + strategy + optimizer as one
+module, the domain-adaptation set-up and the regulariser. The only readers of a DictConfig below
+the entry points live in this package."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from transferlab.augment import Augmentation, pretrained_normalization
+from transferlab.data import ImageDataModule
+from transferlab.domain import DomainAdaptationModule
+from transferlab.errors import ConfigError
+from transferlab.module import TransferModule
+
+
+def build_augmentation(cfg: DictConfig) -> Augmentation | None:
+    """The ``augmentation=`` choice, built once per run (the datamodule and the module share it)."""
+    return instantiate(cfg.augmentation) if cfg.get("augmentation") else None
+
+
+def build_datamodule(
+    cfg: DictConfig, train_augmentation: bool = True, augmentation: Augmentation | None = None
+) -> ImageDataModule:
+    """The ``data=`` choice; training images get the augmentation's per-image pipeline.
+
+    Args:
+        cfg: a train config (or any config with ``data``, and ``augmentation`` if augmenting).
+        train_augmentation: give training images the augmentation; false for evaluation uses.
+        augmentation: the run's augmentation when already built (else built from ``cfg``).
+    """
+    if train_augmentation and augmentation is None:
+        augmentation = build_augmentation(cfg)
+    return instantiate(cfg.data, augmentation=augmentation if train_augmentation else None)
+
+
+def build_module(
+    cfg: DictConfig,
+    num_classes: int,
+    in_chans: int,
+    mean: list[float],
+    std: list[float],
+    extra: dict | None = None,
+    for_training: bool = True,
+    augmentation: Augmentation | None = None,
+    fisher_provider: Callable | None = None,
+) -> TransferModule:
+    """Backbone + head + strategy + optimizer (+ regulariser) from the config; no data access.
+
+    ``for_training=False`` builds the architecture only, for loading a checkpoint into: no
+    pretrained weights are read and no regulariser is set up. ``augmentation`` is the run's
+    (built from ``cfg`` when not given); ``fisher_provider(source_ckpt, num_samples)`` serves
+    regularisers that estimate a Fisher from a source run (EWC).
+    """
+    strategy = instantiate(cfg.strategy)
+    overrides = {"in_chans": in_chans}
+    if strategy.reinit or not for_training:
+        overrides.update(pretrained=False, weights=None)
+    backbone = instantiate(cfg.backbone, **overrides)
+    head = instantiate(cfg.head, in_features=backbone.num_features, num_classes=num_classes)
+    regularizer = build_regularizer(cfg, backbone, head, fisher_provider) if for_training else None
+    batch_augment = None
+    if for_training and cfg.get("augmentation"):
+        augmentation = augmentation or build_augmentation(cfg)
+        batch_augment = augmentation.batch_transform(num_classes, cfg.data.batch_size)
+    if for_training and uses_pretrained_statistics(cfg, strategy):
+        # hub weights expect their own input statistics, not those of this data
+        pretrained = getattr(backbone.model, "pretrained_cfg", None) or {}
+        mean, std = pretrained_normalization(pretrained, in_chans) or (mean, std)
+    # a source/target data pair trains a DomainAdaptationModule (with domain_adaptation=none too)
+    module_class, domain_kwargs = build_domain(cfg, backbone.num_features)
+    return module_class(
+        backbone,
+        head,
+        num_classes,
+        strategy,
+        optimizer=instantiate(cfg.optimizer),
+        schedule=instantiate(cfg.scheduler),
+        label_smoothing=cfg.loss.label_smoothing,
+        mean=mean,
+        std=std,
+        extra=extra,
+        batch_augment=batch_augment,
+        regularizer=regularizer,
+        **domain_kwargs,
+    )
+
+
+def uses_pretrained_statistics(cfg: DictConfig, strategy) -> bool:
+    """Hub-pretrained weights set the input mean/std unless the data config gives them."""
+    return (
+        bool(cfg.backbone.get("pretrained"))
+        and not strategy.reinit
+        and cfg.data.get("mean") is None
+    )
+
+
+def build_regularizer(cfg: DictConfig, backbone, head, fisher_provider: Callable | None):
+    """The ``regularization=`` penalty (L2-SP, EWC) anchored to the backbone as built, or None."""
+    regularization = cfg.get("regularization") or {}
+    if "_target_" not in regularization:
+        return None
+    factory = instantiate(regularization)
+    kwargs = {}
+    if "fisher_provider" in inspect.signature(factory.func).parameters:
+        kwargs["fisher_provider"] = fisher_provider
+    return factory(backbone.model, head, **kwargs)
+
+
+def is_domain_pair(data_cfg: DictConfig) -> bool:
+    return "source" in data_cfg and "target" in data_cfg
+
+
+def build_domain(cfg: DictConfig, in_features: int) -> tuple[type, dict]:
+    """(module class, its extra arguments) for the config's data and ``domain_adaptation``."""
+    da = cfg.get("domain_adaptation") or {}
+    method = da.get("method", "none")
+    if not is_domain_pair(cfg.data):
+        if method != "none":
+            raise ConfigError(
+                f"domain_adaptation={method} needs a source and a target domain; choose a pair "
+                "such as data=mnist_to_mnist_m, or domain_adaptation=none."
+            )
+        return TransferModule, {}
+    target_labels = bool(cfg.data.get("target_labels", True))
+    oracle = bool(da.get("oracle", False))
+    if oracle and not target_labels:
+        raise ConfigError(
+            "The oracle picks a checkpoint by target validation accuracy, but the target has no "
+            "labels (data.target_labels=false); set domain_adaptation.oracle=false."
+        )
+    alignment = instantiate(da.alignment)(in_features=in_features) if da.get("alignment") else None
+    return DomainAdaptationModule, {
+        "alignment": alignment,
+        "target_labels": target_labels,
+        "oracle": oracle,
+    }

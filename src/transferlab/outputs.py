@@ -1,0 +1,62 @@
+"""What a finished run leaves in its dir: metrics.json, the confusion matrix, the exported
+backbone and Fisher, and the closing summary in the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from transferlab.module import TransferModule
+
+log = logging.getLogger("transferlab")
+
+
+def write_outputs(module: TransferModule, metrics: dict, out: Path, best: str) -> None:
+    """metrics.json and confusion_matrix.png in ``out``, then the summary."""
+    from transferlab.plots import save_confusion_matrix
+
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if module.confusion_matrix is not None:
+        save_confusion_matrix(
+            module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png"
+        )
+    print_summary(metrics, out, best)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+
+
+def export_backbone(module: TransferModule, path: Path) -> None:
+    """The trained backbone as a timm state dict (safetensors), for later transfer."""
+    save_tensors(module.backbone.model.state_dict(), path)
+    log.info("backbone weights exported to %s", path)
+
+
+def export_fisher(module: TransferModule, dm, path: Path) -> None:
+    """Save the backbone's diagonal Fisher on the training data, for ``regularization=ewc``."""
+    from transferlab.strategies import diagonal_fisher
+
+    save_tensors(diagonal_fisher(module, *dm.splits.train), path)
+    log.info("backbone Fisher (for regularization=ewc) written to %s", path)
+
+
+def print_summary(metrics: dict, out: Path, best: str) -> None:
+    """Key metrics, trainable parameters, wall time and where the run is (console and log)."""
+    names = ("val/acc", "test/acc", "test/f1", "test/auroc", "test_source/acc", "oracle/test/acc")
+    keys = [k for k in names if k in metrics]
+    lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
+    lines.append(
+        f"  {'trainable params':<18}{int(metrics['params/trainable']):,} of {int(metrics['params/total']):,}"
+    )
+    lines.append(f"  {'wall time':<18}{metrics['time/wall_s']:.1f} s")
+    lines.append(f"  {'run dir':<18}{out}")
+    if best:
+        lines.append(f"  {'best checkpoint':<18}{best}")
+    log.info("transferlab summary\n%s", "\n".join(lines))
