@@ -6,7 +6,6 @@ needed; without ``data=...`` the checkpoint's own data config is used.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from omegaconf import DictConfig
 from transferlab.build import build_datamodule, check_data_fits, load_module
 from transferlab.config import CONF_DIR
 from transferlab.errors import run_or_explain
+from transferlab.files import write_json
 
 log = logging.getLogger("transferlab")
 
@@ -34,7 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for r in results for k, v in sorted(r.items())}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     log.info("metrics written to %s", out / "metrics.json")
     return metrics
 

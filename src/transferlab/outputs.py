@@ -3,12 +3,12 @@ backbone and Fisher, and the closing summary in the log."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
+from transferlab.files import write_atomic, write_json
 from transferlab.module import TransferModule
 
 log = logging.getLogger("transferlab")
@@ -18,7 +18,7 @@ def write_outputs(module: TransferModule, metrics: dict, out: Path, best: str) -
     """metrics.json and confusion_matrix.png in ``out``, then the summary."""
     from transferlab.plots import save_confusion_matrix
 
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     if module.confusion_matrix is not None:
         save_confusion_matrix(
             module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png"
@@ -29,8 +29,8 @@ def write_outputs(module: TransferModule, metrics: dict, out: Path, best: str) -
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    write_atomic(path, lambda tmp: save_file(contiguous, tmp))
 
 
 def export_backbone(module: TransferModule, path: Path) -> None:

@@ -4,7 +4,6 @@ name it, and a guard against DDP re-running the sweep from inside a job.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
@@ -14,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from transferlab.errors import ConfigError, config_error_in
+from transferlab.files import write_json
 
 log = logging.getLogger("transferlab")
 
@@ -60,11 +60,8 @@ def record_failure(out: Path, error: BaseException) -> Path:
 
 def write_failure(out: Path, error: str, message: str, overrides: list[str], trace: str) -> Path:
     """``out/failure.json``: the error's type name, its message, the job's overrides, traceback."""
-    out.mkdir(parents=True, exist_ok=True)
     record = {"error": error, "message": message, "overrides": overrides, "traceback": trace}
-    path = out / FAILURE_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return write_json(out / FAILURE_FILE, record)
 
 
 def run_isolated(fn, cfg):
