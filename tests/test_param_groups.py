@@ -87,7 +87,7 @@ def test_partial_k_out_of_range(k):
 
 @pytest.mark.parametrize("gamma", [0.0, -0.5])
 def test_non_positive_gamma(gamma):
-    with pytest.raises(ConfigError, match=r"layer_decay \(gamma\) must be > 0"):
+    with pytest.raises(ConfigError, match=r"layer_decay \(gamma\) must be in \(0, 1\]"):
         Strategy(layer_decay=gamma)
 
 

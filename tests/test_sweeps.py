@@ -55,7 +55,8 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     cmd = [sys.executable, "-m", "transferlab.train", "-m", *TINY]
     cmd += ["backbone.name=no_such_net,test_resnet"]
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]  # after every job ran, it says how many failed
+    assert "error: 1 of 2 sweep jobs failed (jobs 0;" in res.stderr
     [made] = (tmp_path / "outputs" / "multirun").iterdir()
     made.rename(tmp_path / "sweep")
     failure = json.loads((tmp_path / "sweep" / "0" / "failure.json").read_text())
@@ -120,7 +121,8 @@ def test_a_sweep_on_two_local_slots_completes_past_a_failing_job(tmp_path):
         "backbone.name=test_resnet,no_such_net",
         "seed=0,1",
     )
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "error: 2 of 4 sweep jobs failed" in res.stderr
     assert "Launching 4 jobs on 2 local slots" in res.stdout + res.stderr
     root = tmp_path / "sweep"
     for job in range(4):
@@ -154,7 +156,7 @@ def test_a_job_whose_worker_is_killed_costs_that_job_only(tmp_path):
         "+callbacks.crash.kill=true,false",
         env={"PYTHONPATH": f"{helpers}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
     )
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]
     root = tmp_path / "sweep"
     failure = json.loads((root / "0" / "failure.json").read_text())
     assert failure["error"] == "WorkerCrash"

@@ -130,12 +130,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "source backbone with `transferlab-train experiment=pretrain_source backbone=<same "
             "choice>` (`make pretrain` does it for resnet18), or set backbone.weights=null."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors, pickle, zip and EOF errors of a damaged file
+        raise ConfigError(
+            f"Weights file '{path}' cannot be read as plain tensors ({type(e).__name__}): it is "
+            "empty, truncated or not a weights file; re-create it, or set backbone.weights to "
+            "another file (or null)."
+        ) from e
+    if not isinstance(state, dict):
+        raise ConfigError(
+            f"Weights file '{path}' holds no state dict; set backbone.weights to a timm or "
+            "torchvision weights file or a transferlab checkpoint."
+        )
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

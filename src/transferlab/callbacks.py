@@ -1,14 +1,19 @@
-"""Callbacks that report on a run; the ones that change training live in strategies/."""
+"""Callbacks that report on a run or guard it (divergence, Ctrl-C); the ones that change training
+live in strategies/."""
 
 from __future__ import annotations
 
 import io
 import logging
+import shlex
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from rich.console import Console
 from rich.table import Table
+
+from transferlab.errors import ConfigError
 
 log = logging.getLogger("transferlab")
 
@@ -88,3 +93,81 @@ class LRHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.steps, self.lrs = list(state_dict["steps"]), dict(state_dict["lrs"])
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops a run as soon as its training loss is NaN or infinite, before a checkpoint of the
+    diverged model can be saved (it runs before every checkpoint callback).
+
+    Each step folds the loss into a flag on the device, so there is no host-device sync per
+    step; the flag is read once per epoch, before validation and at the epoch's end.
+    """
+
+    def __init__(self):
+        self.first_bad_step: torch.Tensor | None = None  # -1 while every loss is finite
+        self.bad_value: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        loss = loss.detach()
+        if self.first_bad_step is None:
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self.bad_value = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        new = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(new, trainer.global_step, self.first_bad_step)
+        self.bad_value = torch.where(new, loss, self.bad_value)
+
+    def check(self, trainer, pl_module) -> None:
+        if self.first_bad_step is None or int(self.first_bad_step) < 0:
+            return
+        value = "NaN" if torch.isnan(self.bad_value) else "infinite"
+        lr = getattr(pl_module, "base_lr", "?")
+        raise ConfigError(
+            f"Training diverged: the loss became {value} at step {int(self.first_bad_step)}; "
+            f"lower optimizer.lr (now {lr}) or train in full precision (trainer.precision="
+            f"32-true, now {trainer.precision})."
+        )
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.check(trainer, pl_module)
+
+
+class InterruptHint(pl.Callback):
+    """On Ctrl-C, logs (console and train.log) the exact command that resumes the run."""
+
+    def __init__(self, last_checkpoint: str | Path):
+        self.last_checkpoint = Path(last_checkpoint)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if not self.last_checkpoint.is_file():
+            log.warning("interrupted at %s, before the first epoch ended: no checkpoint yet", where)
+            return
+        log.warning(
+            "interrupted at %s; resume with:\n  %s", where, resume_command(self.last_checkpoint)
+        )
+
+
+def resume_command(last_checkpoint: Path) -> str:
+    """``transferlab-train <this run's overrides> ckpt_path=<last.ckpt> hydra.run.dir=<run dir>``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [str(o) for o in HydraConfig.get().overrides.task]
+    drop = ("ckpt_path=", "hydra.run.dir=")
+    kept = [shlex.quote(o) for o in overrides if not o.lstrip("+~").startswith(drop)]
+    run_dir = last_checkpoint.parent.parent
+    extra = [
+        f"ckpt_path={shlex.quote(str(last_checkpoint))}",
+        f"hydra.run.dir={shlex.quote(str(run_dir))}",
+    ]
+    return " ".join(["transferlab-train", *kept, *extra])

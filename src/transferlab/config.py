@@ -8,6 +8,7 @@ installed package (a wheel carries it too). A user's own config dir joins it on 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,12 @@ TINY_CPU = (
 # ${unless:FLAG,VALUE}: VALUE, or null when FLAG is true. train.yaml uses it so that
 # backbone.pretrained=true replaces the default stage-1 weights file instead of clashing with it.
 OmegaConf.register_new_resolver("unless", lambda flag, value: None if flag else value, replace=True)
+# ${run_id:}: 8 random hex digits, drawn once per composed config (cached like Hydra's ${now:}).
+# Run dirs are <time to the second>_<run_id>, so two runs started in the same second still get
+# dirs of their own.
+OmegaConf.register_new_resolver(
+    "run_id", lambda: secrets.token_hex(4), use_cache=True, replace=True
+)
 
 
 def compose(

@@ -39,21 +39,28 @@ def exit_refused(error: ConfigError) -> NoReturn:
 
 
 def run_or_explain(fn, *args):
-    """Run ``fn(*args)``; a :class:`ConfigError` becomes one line on stderr and exit status 2."""
+    """Run ``fn(*args)``; a :class:`ConfigError` becomes one line on stderr and exit status 2.
+
+    The run dir of a refused run is removed when it holds only what Hydra wrote for it; a run
+    dir that already holds outputs (the error came mid-run, e.g. divergence) is kept and marked
+    failed with ``failure.json``.
+    """
     try:
         return fn(*args)
     except Exception as e:
         cause = config_error_in(e)
         if cause is None:
             raise
-        discard_refused_run_dir()
+        settle_refused_run_dir(cause)
         exit_refused(cause)
 
 
-def discard_refused_run_dir() -> None:
-    """Remove the run dir of a refused run when it holds only what Hydra wrote for it (its
-    ``.hydra/`` copy of the config and the log); a dir with anything else is left alone."""
+def settle_refused_run_dir(error: ConfigError) -> None:
+    """Remove the refused run's dir if it holds only Hydra's ``.hydra/`` and log, else mark it
+    failed with ``failure.json``."""
     from hydra.core.hydra_config import HydraConfig
+
+    from transferlab.files import write_json
 
     if not HydraConfig.initialized():
         return
@@ -63,3 +70,7 @@ def discard_refused_run_dir() -> None:
     entries = list(Path(out).iterdir())
     if all(e.name == ".hydra" or (e.is_file() and e.suffix == ".log") for e in entries):
         shutil.rmtree(out)
+        return
+    overrides = [str(o) for o in HydraConfig.get().overrides.task]
+    record = {"error": "ConfigError", "message": str(error), "overrides": overrides}
+    write_json(Path(out) / "failure.json", {**record, "traceback": ""})

@@ -12,12 +12,16 @@ from transferlab.module import TransferModule
 
 def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path: str | None):
     """Fit, then score the best checkpoint on val and test; returns (metrics, best ckpt path)."""
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    # checkpoints are data, never code: every load is weights_only, whatever the environment says
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics.update(oracle_metrics(trainer, module, dm))  # before "best": the module ends on it
     for stage in (trainer.validate, trainer.test):
-        for results in stage(module, datamodule=dm, ckpt_path=best or None, verbose=False):
+        found = stage(
+            module, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True
+        )
+        for results in found:
             metrics.update({k: float(v) for k, v in results.items()})
     rows = module.parameter_report()
     metrics["params/trainable"] = float(sum(r["trainable"] for r in rows))
@@ -42,6 +46,10 @@ def oracle_metrics(trainer: pl.Trainer, module: pl.LightningModule, datamodule) 
     if callback is None or not callback.best_model_path:
         return {}
     results = trainer.test(
-        module, datamodule=datamodule, ckpt_path=callback.best_model_path, verbose=False
+        module,
+        datamodule=datamodule,
+        ckpt_path=callback.best_model_path,
+        verbose=False,
+        weights_only=True,
     )
     return {f"oracle/{k}": float(v) for r in results for k, v in r.items()}

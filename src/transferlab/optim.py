@@ -85,8 +85,8 @@ class MultiplierLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, schedule, total_steps: int, last_epoch: int = -1):
         if total_steps < 1:
             raise ConfigError(
-                "The LR schedule needs a known number of training steps; set trainer.max_epochs "
-                "or trainer.max_steps."
+                "The LR schedule needs a known, positive number of training steps but this run "
+                "has none; set trainer.max_epochs to a number of epochs >= 1 or trainer.max_steps."
             )
         self.schedule = schedule
         self.total_steps = total_steps

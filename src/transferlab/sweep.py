@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
 from transferlab.errors import ConfigError, config_error_in
@@ -104,3 +105,22 @@ def refuse_ddp_relaunch(trainer) -> None:
             "sweep on SLURM with hydra/launcher=slurm and hydra.launcher.tasks_per_node set to "
             "the number of GPUs."
         )
+
+
+class SweepOutcome(Callback):
+    """Ends a ``-m`` sweep with exit status 1 when any of its jobs failed, after every job ran,
+    saying how many failed and where their ``failure.json`` files are (``hydra.callbacks``)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        jobs = [p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")]
+        failed = sorted(str(j.relative_to(sweep_dir)) for j in jobs if (j / FAILURE_FILE).is_file())
+        if not failed:
+            return
+        print(
+            f"error: {len(failed)} of {len(jobs)} sweep jobs failed (jobs {', '.join(failed)}; "
+            f"reasons in <job>/{FAILURE_FILE}); the other jobs finished, and "
+            f"`transferlab-report {sweep_dir}` lists both.",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)

@@ -3,12 +3,15 @@ state dict the weights. Used by evaluation, EWC's Fisher estimate and (later) ex
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.build.parts import build_datamodule, build_module
+from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
 
@@ -19,18 +22,57 @@ def read_checkpoint(path: str) -> dict:
         raise ConfigError(
             f"Checkpoint '{path}' does not exist; pass ckpt_path=<run dir>/checkpoints/best.ckpt."
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "transferlab" not in ckpt:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and EOF errors of empty, truncated or foreign files
+        raise ConfigError(
+            f"Checkpoint '{path}' cannot be read as plain tensors and data ({type(e).__name__}): "
+            "it is empty, truncated, not a checkpoint, or holds code; pass a .ckpt written by "
+            "transferlab-train."
+        ) from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("transferlab"), dict):
         raise ConfigError(
             f"'{path}' is not a transferlab checkpoint; pass one written by transferlab-train."
         )
     return ckpt
 
 
+@lru_cache(maxsize=1)
+def known_targets() -> frozenset[str]:
+    """Every ``_target_`` the packaged config tree names: the only constructors a checkpoint's
+    stored config may ask for."""
+    found = set()
+    for path in Path(CONF_DIR).rglob("*.yaml"):
+        found.update(re.findall(r"^\s*_target_:\s*([\w.]+)", path.read_text(), flags=re.M))
+    return frozenset(found)
+
+
+def check_stored_targets(node, path: str, where: str) -> None:
+    """Refuse a stored config that names a constructor outside the packaged config tree."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and target not in known_targets():
+            raise ConfigError(
+                f"The config stored in '{where}' names _target_: {target} at {path or 'top'}, "
+                "which is not one of transferlab's constructors; transferlab never runs code "
+                "a checkpoint names, so pass a checkpoint written by transferlab-train."
+            )
+        for key, value in node.items():
+            check_stored_targets(value, f"{path}.{key}" if path else str(key), where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_stored_targets(value, f"{path}[{i}]", where)
+
+
 def load_module(path: str) -> tuple[TransferModule, DictConfig]:
     """(module with the checkpoint's weights, its training config), rebuilt without data."""
     ckpt = read_checkpoint(path)
     saved = ckpt["transferlab"]
+    if not isinstance(saved.get("config"), dict) or "in_chans" not in saved:
+        raise ConfigError(
+            f"'{path}' holds no training config; pass a checkpoint written by transferlab-train."
+        )
+    check_stored_targets(saved["config"], "", path)  # before anything is instantiated
     train_cfg = OmegaConf.create(saved["config"])
     channels = saved["in_chans"]
     module = build_module(
@@ -42,7 +84,13 @@ def load_module(path: str) -> tuple[TransferModule, DictConfig]:
         extra=saved,
         for_training=False,
     )
-    module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
+    try:
+        module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise ConfigError(
+            f"The weights in '{path}' do not fit the model its stored config describes (written "
+            "by another version of transferlab, or edited); re-train it with transferlab-train."
+        ) from e
     return module, train_cfg
 
 

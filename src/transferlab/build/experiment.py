@@ -4,6 +4,7 @@ cached features), callbacks, loggers and the trainer, held in one :class:`Experi
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +14,18 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from transferlab.build.checkpoint import source_fisher
-from transferlab.build.parts import build_augmentation, build_datamodule, build_module
+from transferlab.build.checkpoint import read_checkpoint, source_fisher
+from transferlab.build.parts import (
+    build_augmentation,
+    build_datamodule,
+    build_module,
+    check_number,
+)
 from transferlab.cache import DeferredCheckpointIO, FeatureCache, FeatureData, use_cache
+from transferlab.callbacks import DivergenceGuard, InterruptHint
 from transferlab.data import ImageDataModule
 from transferlab.domain import ORACLE_MONITOR
+from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
 from transferlab.speed import apply_speed_settings
 from transferlab.strategies import Unfreezer
@@ -61,10 +69,18 @@ class Experiment:
 
 def build_experiment(cfg: DictConfig) -> Experiment:
     """Seed, then build every part of a training run from ``cfg``; writes nothing."""
+    check_number(cfg.seed, "seed", whole=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)  # a missing or unreadable resume file fails now, not mid-fit
     augmentation = build_augmentation(cfg)
     dm = build_datamodule(cfg, augmentation=augmentation)
     dm.setup()
+    if dm.num_classes < 2:
+        raise ConfigError(
+            f"This data has {dm.num_classes} class; a classifier needs at least 2 (set "
+            "data.num_classes >= 2, or give the image folder one sub-folder per class)."
+        )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
     module = build_module(
@@ -80,10 +96,14 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     cached = use_cache(module.strategy.cache_features, module, dm)
     fit_data = dm
     if cached:
+        writable_dir(cache_dir(cfg), "paths.cache_dir")
         cache = FeatureCache(resolved["backbone"], resolved["data"], module, dm, cache_dir(cfg))
         module.accept_features()
         fit_data = FeatureData(cache, dm.batch_size, dm.seed, dm.drop_last)
     out = Path(cfg.paths.output_dir)
+    for key in ("export_backbone", "export_fisher"):
+        if cfg.get(key):  # checked before training, not after it
+            writable_dir(Path(cfg[key]).parent, key)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = build_trainer(cfg, module, out, loggers, cached)
     return Experiment(
@@ -104,9 +124,43 @@ def cache_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.cache_dir) / "features"
 
 
+def writable_dir(path: Path, key: str) -> Path:
+    """Create ``path`` if needed and check that files can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-")
+        probe.close()
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot write to {path} ({e.strerror or type(e).__name__}), which {key} needs; "
+            f"point {key} at a writable location."
+        ) from e
+    return path
+
+
+def check_epochs(trainer_cfg: DictConfig) -> None:
+    """Refuse a run that trains nothing (0 epochs) or never ends (-1 without max_steps)."""
+    epochs, steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps", -1)
+    if epochs is None and steps and steps > 0:
+        return
+    check_number(epochs, "trainer.max_epochs", whole=True)
+    if epochs == 0 or epochs < -1:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} trains nothing; set it to 1 or more (to score a "
+            "saved checkpoint without training, use transferlab-eval ckpt_path=...)."
+        )
+    if epochs == -1 and not (steps and steps > 0):
+        raise ConfigError(
+            "trainer.max_epochs=-1 never ends (and the LR schedule needs a length); set "
+            "trainer.max_epochs to a number of epochs, or trainer.max_steps."
+        )
+
+
 def build_callbacks(cfg: DictConfig, module: TransferModule, out: Path, loggers: list) -> list:
     """The ``callbacks=`` choice, the strategy's unfreezing and the domain oracle's checkpoint."""
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # first, so a diverged step is caught before any checkpoint callback saves the model
+    callbacks = [DivergenceGuard(), InterruptHint(out / "checkpoints" / "last.ckpt")]
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if module.strategy.unfreeze is not None:
         callbacks.append(Unfreezer(module.strategy.unfreeze))
     if getattr(module, "oracle", False):
@@ -127,6 +181,8 @@ def build_callbacks(cfg: DictConfig, module: TransferModule, out: Path, loggers:
 def build_trainer(
     cfg: DictConfig, module: TransferModule, out: Path, loggers: list, cached: bool
 ) -> pl.Trainer:
+    if not cfg.trainer.get("fast_dev_run"):
+        check_epochs(cfg.trainer)
     extra = cpu_fallbacks(cfg.trainer)
     if cached and not cfg.trainer.get("plugins"):
         extra["plugins"] = [DeferredCheckpointIO()]

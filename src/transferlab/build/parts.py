@@ -4,9 +4,12 @@ the entry points live in this package."""
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
 from collections.abc import Callable
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -17,9 +20,37 @@ from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
 
 
+def instantiate_part(node: DictConfig, key: str, **kwargs):
+    """``instantiate(node, **kwargs)``; a setting the constructor does not take (a typo such as
+    ``+strategy.trainable_grups=2``) is one sentence naming ``key`` and the closest setting."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if unknown is None:
+            raise
+        name = unknown.group(1)
+        known = [k for k in node if not k.startswith("_")]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (
+            f"did you mean {key}.{close[0]}?" if close else f"its settings are {', '.join(known)}."
+        )
+        raise ConfigError(f"{key} has no setting '{name}'; {hint}") from e
+
+
+def check_number(value, key: str, positive: bool = False, whole: bool = False) -> None:
+    """Refuse a setting that is not a number (or not a positive / whole one)."""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if whole and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}; for example {key}=0.")
+    if not numeric or (positive and not value > 0):
+        what = "a positive number" if positive else "a number"
+        raise ConfigError(f"{key} must be {what}, got {value!r}; for example {key}=0.001.")
+
+
 def build_augmentation(cfg: DictConfig) -> Augmentation | None:
     """The ``augmentation=`` choice, built once per run (the datamodule and the module share it)."""
-    return instantiate(cfg.augmentation) if cfg.get("augmentation") else None
+    return instantiate_part(cfg.augmentation, "augmentation") if cfg.get("augmentation") else None
 
 
 def build_datamodule(
@@ -34,7 +65,9 @@ def build_datamodule(
     """
     if train_augmentation and augmentation is None:
         augmentation = build_augmentation(cfg)
-    return instantiate(cfg.data, augmentation=augmentation if train_augmentation else None)
+    return instantiate_part(
+        cfg.data, "data", augmentation=augmentation if train_augmentation else None
+    )
 
 
 def build_module(
@@ -55,12 +88,16 @@ def build_module(
     (built from ``cfg`` when not given); ``fisher_provider(source_ckpt, num_samples)`` serves
     regularisers that estimate a Fisher from a source run (EWC).
     """
-    strategy = instantiate(cfg.strategy)
+    check_number(cfg.optimizer.get("lr"), "optimizer.lr", positive=True)
+    check_number(cfg.optimizer.get("weight_decay", 0.0), "optimizer.weight_decay")
+    strategy = instantiate_part(cfg.strategy, "strategy")
     overrides = {"in_chans": in_chans}
     if strategy.reinit or not for_training:
         overrides.update(pretrained=False, weights=None)
-    backbone = instantiate(cfg.backbone, **overrides)
-    head = instantiate(cfg.head, in_features=backbone.num_features, num_classes=num_classes)
+    backbone = instantiate_part(cfg.backbone, "backbone", **overrides)
+    head = instantiate_part(
+        cfg.head, "head", in_features=backbone.num_features, num_classes=num_classes
+    )
     regularizer = build_regularizer(cfg, backbone, head, fisher_provider) if for_training else None
     batch_augment = None
     if for_training and cfg.get("augmentation"):
@@ -77,8 +114,8 @@ def build_module(
         head,
         num_classes,
         strategy,
-        optimizer=instantiate(cfg.optimizer),
-        schedule=instantiate(cfg.scheduler),
+        optimizer=instantiate_part(cfg.optimizer, "optimizer"),
+        schedule=instantiate_part(cfg.scheduler, "scheduler"),
         label_smoothing=cfg.loss.label_smoothing,
         mean=mean,
         std=std,

@@ -121,12 +121,19 @@ class ImageDataModule(pl.LightningDataModule):
         crop_size: int | None = None,
     ):
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"data.batch_size must be a whole number >= 1, got {batch_size!r}.")
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+            raise ConfigError(
+                f"data.image_size must be a whole number of pixels >= 1 (or null to keep the "
+                f"loaded size), got {image_size!r}."
+            )
         self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
         self.mean, self.std, self.augmentation, self.seed = mean, std, augmentation, seed
         self.pin_memory, self.drop_last, self.crop_size = pin_memory, drop_last, crop_size
         self.splits: Splits | None = None
+        # (path, reason) of every file skipped as unreadable while loading
+        self.skipped: list[tuple[str, str]] = []
         self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def load(self) -> Splits:

@@ -189,6 +189,7 @@ class DomainPair(ImageDataModule):
                 f"{size_t[0]}x{size_t[1]}; set data.image_size to resize both domains to one size."
             )
         self.target_splits = tgt
+        self.skipped = self.source.skipped + self.target.skipped
         return src
 
     def _reconciled(self, splits: Splits) -> Splits:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from torchvision.transforms.v2 import functional as F
 
 from transferlab.data.base import ImageDataModule, Splits, stratified_indices
 from transferlab.errors import ConfigError
+
+log = logging.getLogger("transferlab")
 
 MODES = {1: "L", 3: "RGB"}
 # digits, letters and house numbers: mirroring changes what they show, so no flip by default
@@ -30,10 +33,24 @@ def load_image(path: str, channels: int, size: int) -> torch.Tensor:
     return F.center_crop(x, [size, size])
 
 
-def _stack(paths, labels, channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images = [load_image(p, channels, size) for p in paths]
+def _stack(images: list[torch.Tensor], labels, channels: int, size: int):
     x = torch.stack(images) if images else torch.zeros(0, channels, size, size, dtype=torch.uint8)
-    return x, torch.as_tensor(labels, dtype=torch.long)
+    return x, torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+
+def decode_all(paths, labels, channels: int, size: int):
+    """(images, labels, skipped): every readable file decoded; ``skipped`` lists (path, reason)
+    for files that are empty, truncated or not images, each logged as one warning line."""
+    images, kept, skipped = [], [], []
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            images.append(load_image(path, channels, size))
+            kept.append(label)
+        except Exception as e:  # PIL raises OSError, ValueError, SyntaxError... for bad files
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            log.warning("skipped unreadable image %s (%s)", path, reason)
+            skipped.append((str(path), reason))
+    return images, np.asarray(kept, dtype=np.int64), skipped
 
 
 class ImageFolderData(ImageDataModule):
@@ -89,29 +106,37 @@ class ImageFolderData(ImageDataModule):
                 f"({classes}); give every split the same class sub-folders."
             )
         paths, labels = zip(*samples, strict=True)
-        return list(paths), np.asarray(labels), found
+        images, labels, skipped = decode_all(paths, labels, self.mode_channels, self.image_size)
+        self.skipped += skipped
+        emptied = [found[c] for c in sorted(set(mapping.values()) - set(labels.tolist()))]
+        if emptied:
+            raise ConfigError(
+                f"Every image of class '{emptied[0]}' in '{folder}' is unreadable (see the "
+                "warnings above); replace those files or remove the class folder."
+            )
+        return images, labels, found
 
     def load(self) -> Splits:
         c, s = self.mode_channels, self.image_size
+
+        def part(images, labels, picks=None):
+            picks = range(len(labels)) if picks is None else picks
+            return _stack([images[i] for i in picks], labels[list(picks)], c, s)
+
         if (self.root / "train").is_dir():
-            paths, labels, classes = self._scan(self.root / "train")
-            train = _stack(paths, labels, c, s)
-            vp, vl, _ = self._scan(self.root / "val", classes)
+            images, labels, classes = self._scan(self.root / "train")
+            train = part(images, labels)
+            v_images, v_labels, _ = self._scan(self.root / "val", classes)
             if (self.root / "test").is_dir():
-                tp, tl, _ = self._scan(self.root / "test", classes)
-                return Splits(train, _stack(vp, vl, c, s), _stack(tp, tl, c, s), classes)
-            val_i, test_i = stratified_indices(vl, [0.5], self.seed)
-            vp = np.asarray(vp)
+                t_images, t_labels, _ = self._scan(self.root / "test", classes)
+                return Splits(train, part(v_images, v_labels), part(t_images, t_labels), classes)
+            val_i, test_i = stratified_indices(v_labels, [0.5], self.seed)
             return Splits(
-                train,
-                _stack(vp[val_i], vl[val_i], c, s),
-                _stack(vp[test_i], vl[test_i], c, s),
-                classes,
+                train, part(v_images, v_labels, val_i), part(v_images, v_labels, test_i), classes
             )
-        paths, labels, classes = self._scan(self.root)
+        images, labels, classes = self._scan(self.root)
         parts = stratified_indices(labels, [self.val_fraction, self.test_fraction], self.seed)
-        paths = np.asarray(paths)
-        train, val, test = (_stack(paths[i], labels[i], c, s) for i in parts)
+        train, val, test = (part(images, labels, i) for i in parts)
         return Splits(train, val, test, classes)
 
 

@@ -47,10 +47,11 @@ class Strategy:
                 f"strategy.backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}; "
                 "use 0 only through strategy=feature_extraction."
             )
-        if not self.layer_decay > 0:
+        if not 0 < self.layer_decay <= 1:
+            # gamma > 1 would train the stem faster than the head: the opposite of the method
             raise ConfigError(
-                f"strategy.layer_decay (gamma) must be > 0, got {self.layer_decay}; "
-                "use 1.0 for no decay."
+                f"strategy.layer_decay (gamma) must be in (0, 1], got {self.layer_decay}; "
+                "use 1.0 for no decay, or e.g. 0.7 to give each lower group 0.7x the LR above it."
             )
         if self.bn not in BN_POLICIES:
             raise ConfigError(f"strategy.bn must be one of {BN_POLICIES}, got '{self.bn}'.")
