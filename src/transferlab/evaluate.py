@@ -1,7 +1,11 @@
-"""Evaluate a checkpoint: ``transferlab-eval ckpt_path=FILE [data=...]`` writes metrics.json.
+"""Evaluate a checkpoint: ``transferlab-eval ckpt_path=FILE [data=...]`` writes metrics.json and
+reliability_diagram.png.
 
 The model is rebuilt from the resolved config stored in the checkpoint, so no training config is
-needed; without ``data=...`` the checkpoint's own data config is used.
+needed; without ``data=...`` the checkpoint's own data config is used. Validation and test
+metrics include the expected calibration error (``val/ece``, ``test/ece``); with
+``eval.calibrate=temperature`` a softmax temperature is fitted on the validation logits and the
+ECE after it is reported too.
 """
 
 from __future__ import annotations
@@ -11,31 +15,83 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from transferlab.build import build_datamodule, check_data_fits, load_module
+from transferlab.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_of_logits,
+)
 from transferlab.config import CONF_DIR
-from transferlab.errors import run_or_explain
+from transferlab.errors import ConfigError, run_or_explain
+from transferlab.export.inference import loader_logits, torch_logits
 from transferlab.files import write_json
+from transferlab.outputs import write_reliability_diagram
 
 log = logging.getLogger("transferlab")
+CALIBRATIONS = ("none", "temperature")
+
+
+def evaluation_logits(module, dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of a split through the evaluation transform, in the loader's order."""
+    module.eval()
+    return loader_logits(torch_logits(module), dm.eval_dataloader(split))
+
+
+def temperature_scaling(module, dm) -> tuple[dict[str, float], dict]:
+    """(metrics, reliability curves) of temperature scaling fitted on the validation split."""
+    val = evaluation_logits(module, dm, "val")
+    if len(val[1]) == 0:
+        raise ConfigError(
+            "eval.calibrate=temperature fits on the validation split, which is empty for this "
+            "data; use eval.calibrate=none or data with validation images."
+        )
+    test = evaluation_logits(module, dm, "test")
+    t = fit_temperature(*val)
+    metrics = {
+        "calibration/temperature": t,
+        "val/ece_temperature": expected_calibration_error(*val, temperature=t),
+        "test/ece_temperature": expected_calibration_error(*test, temperature=t),
+    }
+    return metrics, {f"test, temperature {t:.3f}": reliability_of_logits(*test, temperature=t)}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    calibrate = cfg.get("eval", {}).get("calibrate", "none")
+    if calibrate not in CALIBRATIONS:
+        raise ConfigError(
+            f"eval.calibrate={calibrate} is unknown; use eval.calibrate=none or temperature."
+        )
     module, train_cfg = load_module(cfg.ckpt_path)
     pl.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg if cfg.get("data") is not None else train_cfg, False)
     dm.setup()
     check_data_fits(module, dm)
     trainer: pl.Trainer = instantiate(cfg.trainer)
-    # one dict per test loader (a source/target pair has two: test/… and test_source/…)
-    results = trainer.test(module, datamodule=dm, verbose=True)
-    metrics = {k: float(v) for r in results for k, v in sorted(r.items())}
+    # one dict per loader (a source/target pair has two: test/… and test_source/…)
+    results = trainer.validate(module, datamodule=dm, verbose=False)
+    results += trainer.test(module, datamodule=dm, verbose=True)
+    metrics = {k: float(v) for r in results for k, v in r.items()}
+    curves = {"test": module.reliability}
+    if calibrate == "temperature":
+        extra, scaled = temperature_scaling(module, dm)
+        metrics.update(extra)
+        curves.update(scaled)
+        log.info(
+            "temperature %.4f: test ECE %.4f -> %.4f",
+            extra["calibration/temperature"],
+            metrics.get("test/ece", float("nan")),
+            extra["test/ece_temperature"],
+        )
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    metrics = dict(sorted(metrics.items()))
     write_json(out / "metrics.json", metrics)
-    log.info("metrics written to %s", out / "metrics.json")
+    write_reliability_diagram(curves, out)
+    log.info("metrics and reliability diagram written to %s", out)
     return metrics
 
 

@@ -15,6 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
+    MulticlassCalibrationError,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
@@ -22,23 +23,27 @@ from torchmetrics.classification import (
 )
 
 from transferlab.backbones import HEAD_GROUP, Backbone
+from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
 from transferlab.optim import MultiplierLR, build_param_groups, refresh_lrs, set_group_multiplier
 from transferlab.strategies import Strategy, backbone_multipliers
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Accuracy plus macro precision, recall, F1 and AUROC, named ``{prefix}acc`` etc."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes),
-        },
-        prefix=prefix,
-    )
+def classification_metrics(
+    num_classes: int, prefix: str, calibration: bool = True
+) -> MetricCollection:
+    """Accuracy plus macro precision, recall, F1 and AUROC, named ``{prefix}acc`` etc., and with
+    ``calibration`` the expected calibration error (15 bins, l1) as ``{prefix}ece``."""
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "precision": MulticlassPrecision(num_classes, average="macro"),
+        "recall": MulticlassRecall(num_classes, average="macro"),
+        "f1": MulticlassF1Score(num_classes, average="macro"),
+        "auroc": MulticlassAUROC(num_classes),
+    }
+    if calibration:
+        metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
+    return MetricCollection(metrics, prefix=prefix)
 
 
 def _stochastic(m: nn.Module) -> bool:
@@ -96,11 +101,14 @@ class TransferModule(pl.LightningModule):
         self.lr_multipliers = backbone_multipliers(strategy, len(backbone.groups)) + [1.0]
         self.apply_multipliers()
         self.num_classes = num_classes
-        self.train_metrics = classification_metrics(num_classes, "train/")
+        # training batches may be mixed (soft targets): their calibration says little, skip it
+        self.train_metrics = classification_metrics(num_classes, "train/", calibration=False)
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.confusion_matrix: torch.Tensor | None = None
+        self.test_reliability = ReliabilityBins(ECE_BINS)
+        self.reliability = None  # the last test's reliability bins (reliability_diagram.png)
 
     # -- layer groups ------------------------------------------------------------------------
     @property
@@ -291,10 +299,13 @@ class TransferModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         logits = self._eval_step(batch, self.test_metrics, "test")
         self.test_confusion.update(logits.argmax(-1), batch[1])
+        self.test_reliability.update(logits.softmax(-1), batch[1])
 
     def on_test_epoch_end(self) -> None:
         self.confusion_matrix = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
+        self.reliability = self.test_reliability.compute()
+        self.test_reliability.reset()
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -15,7 +15,8 @@ log = logging.getLogger("transferlab")
 
 
 def write_outputs(module: TransferModule, metrics: dict, out: Path, best: str) -> None:
-    """metrics.json and confusion_matrix.png in ``out``, then the summary."""
+    """metrics.json, confusion_matrix.png and reliability_diagram.png in ``out``, then the
+    summary."""
     from transferlab.plots import save_confusion_matrix
 
     write_json(out / "metrics.json", metrics)
@@ -23,7 +24,21 @@ def write_outputs(module: TransferModule, metrics: dict, out: Path, best: str) -
         save_confusion_matrix(
             module.confusion_matrix, module.extra["class_names"], out / "confusion_matrix.png"
         )
+    write_reliability_diagram({"test": module.reliability}, out)
     print_summary(metrics, out, best)
+
+
+def write_reliability_diagram(curves: dict, out: Path) -> Path | None:
+    """``out/reliability_diagram.png`` with one panel per (title -> reliability bins); nothing
+    when no curve has data (no test split)."""
+    from transferlab.plots import save_reliability_diagram
+
+    curves = {k: v for k, v in curves.items() if v is not None and v.total > 0}
+    if not curves:
+        return None
+    path = out / "reliability_diagram.png"
+    write_atomic(path, lambda tmp: save_reliability_diagram(curves, tmp))
+    return path
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -49,7 +64,15 @@ def export_fisher(module: TransferModule, dm, path: Path) -> None:
 
 def print_summary(metrics: dict, out: Path, best: str) -> None:
     """Key metrics, trainable parameters, wall time and where the run is (console and log)."""
-    names = ("val/acc", "test/acc", "test/f1", "test/auroc", "test_source/acc", "oracle/test/acc")
+    names = (
+        "val/acc",
+        "test/acc",
+        "test/f1",
+        "test/auroc",
+        "test/ece",
+        "test_source/acc",
+        "oracle/test/acc",
+    )
     keys = [k for k in names if k in metrics]
     lines = [f"  {k:<18}{metrics[k]:.4f}" for k in keys]
     lines.append(

@@ -58,3 +58,47 @@ def save_lr_per_group(steps: list[int], lrs: dict[str, list[float]], path: str |
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def save_reliability_diagram(curves: dict, path: str | Path) -> Path:
+    """Write one reliability diagram per curve (title -> :class:`~transferlab.calibration.
+    Reliability`) side by side: accuracy against mean confidence per bin, the diagonal being
+    perfect calibration, with each bin's image count below."""
+    fig, axes = plt.subplots(
+        2,
+        len(curves),
+        figsize=(4.2 * len(curves), 5),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]},
+        sharex=True,
+    )
+    for col, (title, reliability) in enumerate(curves.items()):
+        confidence, accuracy, count = (t.numpy() for t in reliability.per_bin())
+        n = reliability.n_bins
+        centres = (torch.arange(n, dtype=torch.float64) + 0.5).numpy() / n
+        top, bottom = axes[0, col], axes[1, col]
+        top.bar(
+            centres, accuracy, width=1 / n, edgecolor="black", color="tab:blue", label="accuracy"
+        )
+        top.bar(
+            centres,
+            confidence - accuracy,
+            bottom=accuracy,
+            width=1 / n,
+            color="tab:red",
+            alpha=0.3,
+            label="gap to confidence",
+        )
+        top.plot([0, 1], [0, 1], "k--", linewidth=1)
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+        top.set_title(
+            f"{title}\nECE {reliability.ece:.4f} ({reliability.total} images)", fontsize=9
+        )
+        top.legend(fontsize=7, loc="upper left")
+        bottom.bar(centres, count, width=1 / n, color="grey")
+        bottom.set(xlabel="confidence", ylabel="images")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120, format="png")  # the path may be a temp file
+    plt.close(fig)
+    return path
