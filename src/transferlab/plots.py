@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -80,14 +81,16 @@ def save_reliability_diagram(curves: dict, path: str | Path) -> Path:
         top.bar(
             centres, accuracy, width=1 / n, edgecolor="black", color="tab:blue", label="accuracy"
         )
+        low = np.fmin(accuracy, confidence)
         top.bar(
             centres,
-            confidence - accuracy,
-            bottom=accuracy,
+            np.abs(confidence - accuracy),
+            bottom=low,
             width=1 / n,
-            color="tab:red",
-            alpha=0.3,
-            label="gap to confidence",
+            facecolor="none",
+            edgecolor="tab:red",
+            hatch="///",
+            label="gap to mean confidence",
         )
         top.plot([0, 1], [0, 1], "k--", linewidth=1)
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
