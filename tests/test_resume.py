@@ -3,6 +3,7 @@ uninterrupted run ends; and unfreezing never rebuilds the optimizer or its param
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def final_state(cfg) -> tuple[dict, dict]:
     return metrics, weights
 
 
+def csv_rows(cfg) -> list[dict]:
+    with Path(cfg.paths.output_dir, "csv", "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_resume_from_last_checkpoint_matches_an_uninterrupted_run(make_cfg, tmp_path, monkeypatch):
     kill_epoch = 2
     straight = make_cfg(RUN)
@@ -83,6 +89,8 @@ def test_resume_from_last_checkpoint_matches_an_uninterrupted_run(make_cfg, tmp_
     assert history["steps"] == list(range(4 * 4))  # 4 epochs x 4 batches
     assert Path(resumed.paths.output_dir, "lr_per_group.png").stat().st_size > 0
     assert metrics == expected_metrics
+    # the CSV history holds every epoch, before and after the kill, as the uninterrupted run's
+    assert csv_rows(resumed) == csv_rows(straight)
     assert weights.keys() == expected_weights.keys()
     for k, v in expected_weights.items():
         assert torch.equal(weights[k], v), (k, (weights[k] - v).abs().max())

@@ -53,6 +53,8 @@ class ParameterReport(pl.Callback):
             "params/total": float(sum(r["params"] for r in rows)),
         }
         groups = {r["group"]: {k: v for k, v in r.items() if k != "group"} for r in rows}
+        if trainer.ckpt_path:  # a resumed run: the run before it logged these already
+            return
         for logger in trainer.loggers:
             logger.log_metrics(totals, step=0)
             logger.log_hyperparams({"param_groups": groups})
@@ -120,14 +122,18 @@ class DivergenceGuard(pl.Callback):
         self.bad_value = torch.where(new, loss, self.bad_value)
 
     def check(self, trainer, pl_module) -> None:
-        if self.first_bad_step is None or int(self.first_bad_step) < 0:
+        what = None
+        if self.first_bad_step is not None and int(self.first_bad_step) >= 0:
+            value = "NaN" if torch.isnan(self.bad_value) else "infinite"
+            what = f"the loss became {value} at step {int(self.first_bad_step)}"
+        elif not weights_finite(pl_module):  # one update can break the weights before the loss
+            what = f"the weights became NaN or infinite by step {trainer.global_step}"
+        if what is None:
             return
-        value = "NaN" if torch.isnan(self.bad_value) else "infinite"
         lr = getattr(pl_module, "base_lr", "?")
         raise ConfigError(
-            f"Training diverged: the loss became {value} at step {int(self.first_bad_step)}; "
-            f"lower optimizer.lr (now {lr}) or train in full precision (trainer.precision="
-            f"32-true, now {trainer.precision})."
+            f"Training diverged: {what}; lower optimizer.lr (now {lr}) or train in full "
+            f"precision (trainer.precision=32-true, now {trainer.precision})."
         )
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -136,6 +142,12 @@ class DivergenceGuard(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.check(trainer, pl_module)
+
+
+def weights_finite(module: torch.nn.Module) -> bool:
+    """Whether every trainable parameter is finite (one host read for the whole model)."""
+    checks = [torch.isfinite(p).all() for p in module.parameters() if p.requires_grad]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 class InterruptHint(pl.Callback):

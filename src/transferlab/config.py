@@ -72,6 +72,9 @@ def compose(
             )
     finally:
         GlobalHydra.instance().clear()
+    if run_dir is not None:  # as Hydra sets it for a real run: the job's output dir
+        with open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)  # paths.* interpolate Hydra's runtime values
     with open_dict(cfg):
         if root_dir is not None:

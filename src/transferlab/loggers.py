@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
+import secrets
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pytorch_lightning.loggers import WandbLogger
+import torch
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 log = logging.getLogger("transferlab")
 
@@ -47,12 +50,61 @@ def wandb_offline_reason() -> str | None:
     return None
 
 
+def resume_step(ckpt_path: str | None) -> int | None:
+    """The global step a resumed run starts from (its checkpoint's), or None for a fresh run."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return None
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0))
+
+
+class HistoryCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that a resumed run keeps the rows logged before its
+    checkpoint (Lightning's deletes ``metrics.csv`` when the run dir already holds one).
+
+    Rows at or after the checkpoint's step are dropped: the resumed run logs them again.
+
+    Args:
+        resume_from: the checkpoint the run resumes from (``${ckpt_path}``), or None.
+        *args, **kwargs: see :class:`~pytorch_lightning.loggers.CSVLogger`.
+    """
+
+    def __init__(self, *args, resume_from: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_from = resume_from
+
+    @property
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        start = resume_step(self.resume_from)
+        earlier = self._rows_before(start) if start is not None else []
+        writer = super().experiment  # this removes the old file
+        writer.metrics[:0] = earlier
+        return writer
+
+    def _rows_before(self, step: int) -> list[dict]:
+        path = Path(self.log_dir) / "metrics.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            # values stay the text they were written as; the step decides what to keep
+            rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [r for r in rows if int(float(r.get("step", 0))) < step]
+
+
+def wandb_run_id(save_dir: str, resume_from: str | None) -> str | None:
+    """The W&B run id this run dir used before, when the run resumes (so W&B continues it)."""
+    path = Path(save_dir) / "wandb_run_id.txt"
+    return path.read_text().strip() if resume_from and path.is_file() else None
+
+
 def wandb_logger(
     project: str,
     save_dir: str,
     offline: bool | None = None,
     group: str | None = None,
     tags: list[str] | None = None,
+    resume_from: str | None = None,
     **kwargs,
 ) -> WandbLogger:
     """A W&B logger that falls back to offline mode without credentials or network.
@@ -66,6 +118,8 @@ def wandb_logger(
         group: W&B group; null groups the runs of one configuration (its overrides, seed
             dropped), so the dashboard averages over seeds.
         tags: extra tags; every config-group choice is added as ``group:choice``.
+        resume_from: the checkpoint a resumed run starts from (``${ckpt_path}``): the W&B run
+            this run dir logged to before is continued (same id), online or offline.
         **kwargs: passed to :class:`~pytorch_lightning.loggers.WandbLogger`.
     """
     from transferlab.sweep import config_choices, configuration_key, job_overrides
@@ -81,6 +135,10 @@ def wandb_logger(
     # the choices go into the run config too, so the dashboard can group by choices.strategy
     config = {"choices": choices, **kwargs.pop("config", {})}
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    run_id = kwargs.pop("id", None) or wandb_run_id(save_dir, resume_from)
+    if run_id is None:
+        run_id = secrets.token_hex(4)  # W&B run ids are lowercase letters and digits
+    (Path(save_dir) / "wandb_run_id.txt").write_text(run_id + "\n")
     return WandbLogger(
         project=project,
         save_dir=save_dir,
@@ -88,6 +146,8 @@ def wandb_logger(
         group=group,
         tags=list(dict.fromkeys(tags)),
         config=config,
+        id=run_id,
+        resume="allow",
         **kwargs,
     )
 

@@ -34,6 +34,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (run.out / "config.yaml").write_text(OmegaConf.to_yaml(run.config))
     for lg in run.loggers:
         lg.log_hyperparams(run.config)
+    if run.resume_point is not None:
+        epoch, step = run.resume_point
+        log.info(
+            "resuming from %s (epoch %d done, step %d): this run continues there; earlier "
+            "lines of this log are the run before the interruption",
+            run.ckpt_path,
+            epoch,
+            step,
+        )
     try:
         refuse_ddp_relaunch(run.trainer)
         metrics, best = fit_and_evaluate(run.trainer, run.module, run.fit_data, run.ckpt_path)
@@ -41,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_loggers(run.loggers)
     if run.features is not None:
         metrics["time/feature_pass_s"] = round(run.features.seconds, 2)
+    metrics["data/skipped_images"] = float(len(run.datamodule.skipped))
     metrics["time/wall_s"] = round(time.perf_counter() - start, 2)
     if run.trainer.is_global_zero:
         if run.export_backbone:

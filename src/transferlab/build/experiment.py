@@ -47,6 +47,7 @@ class Experiment:
         trainer: the Lightning trainer, with callbacks and loggers.
         loggers: the experiment loggers (also inside ``trainer``), to finish at the end.
         ckpt_path: the checkpoint to resume from, or None.
+        resume_point: (last finished epoch, global step) of that checkpoint.
         export_backbone, export_fisher: files to write the trained backbone / its Fisher to.
     """
 
@@ -58,6 +59,7 @@ class Experiment:
     trainer: pl.Trainer
     loggers: list = field(default_factory=list)
     ckpt_path: str | None = None
+    resume_point: tuple[int, int] | None = None
     export_backbone: Path | None = None
     export_fisher: Path | None = None
 
@@ -71,8 +73,10 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     """Seed, then build every part of a training run from ``cfg``; writes nothing."""
     check_number(cfg.seed, "seed", whole=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path)  # a missing or unreadable resume file fails now, not mid-fit
+    resume_point = None
+    if cfg.get("ckpt_path"):  # a missing or unreadable resume file fails now, not mid-fit
+        saved = read_checkpoint(cfg.ckpt_path)
+        resume_point = (int(saved.get("epoch", 0)), int(saved.get("global_step", 0)))
     augmentation = build_augmentation(cfg)
     dm = build_datamodule(cfg, augmentation=augmentation)
     dm.setup()
@@ -115,6 +119,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         trainer=trainer,
         loggers=loggers,
         ckpt_path=cfg.get("ckpt_path"),
+        resume_point=resume_point,
         export_backbone=Path(cfg.export_backbone) if cfg.get("export_backbone") else None,
         export_fisher=Path(cfg.export_fisher) if cfg.get("export_fisher") else None,
     )

@@ -30,7 +30,7 @@ def instantiate_part(node: DictConfig, key: str, **kwargs):
         if unknown is None:
             raise
         name = unknown.group(1)
-        known = [k for k in node if not k.startswith("_")]
+        known = [k for k in node if not k.startswith("_") and k != name]
         close = difflib.get_close_matches(name, known, n=1)
         hint = (
             f"did you mean {key}.{close[0]}?" if close else f"its settings are {', '.join(known)}."
