@@ -132,11 +132,13 @@ def test_unreadable_files_are_skipped_with_a_warning_and_listed(trained, tmp_pat
     assert len(read_rows(tmp_path / "out")) == 2
 
 
-def test_a_glob_and_a_single_file(trained, tmp_path):
+def test_a_glob_and_a_single_file(trained, tmp_path, capsys):
     data, _, exported = trained
     model = f"model={exported / 'model.onnx'}"
-    glob = predict(predict_cfg(tmp_path / "g", model, f"inputs='{data}/*/owl/img_00[0-5].png'"))
+    pattern = f"inputs='{data}/*/owl/img_00[0-5].png'"
+    glob = predict(predict_cfg(tmp_path / "g", model, pattern, "progress_from=10"))
     assert len(glob.paths) == 3 * 6  # img_000..img_005 of train, val and test
+    assert "predict: 100%" in capsys.readouterr().err  # a progress bar from 10 files up
     one = predict(predict_cfg(tmp_path / "f", model, f"inputs={data / 'val/cat/img_000.png'}"))
     assert len(one.paths) == 1 and len(read_rows(tmp_path / "f")) == 1
 

@@ -99,7 +99,7 @@ def model_card(
         f"- **Strategy**: `{choices.get('strategy', '?')}` ({', '.join(f'{k}={v}' for k, v in strategy.items())}).",
         f"- **Data**: `{choices.get('data', data['_target_'])}` ({', '.join(f'{k}={v}' for k, v in data.items() if k != '_target_' and not isinstance(v, dict))}).",
         f"- **Classes**: {', '.join(spec.class_names)}.",
-        f"- **Training**: {optimizer.get('_target_', config['optimizer'].get('_target_', '?'))}, "
+        f"- **Training**: {config['optimizer'].get('_target_', '?')}, "
         f"{', '.join(f'{k}={v}' for k, v in optimizer.items())}; scheduler "
         f"`{choices.get('scheduler', '?')}`, augmentation `{choices.get('augmentation', '?')}`, "
         f"{config['trainer'].get('max_epochs', '?')} epochs, seed {config.get('seed')}.",
