@@ -128,7 +128,10 @@ def test_cli_unset_required_value_is_one_sentence(tmp_path):
         ),
         (["data=image_folder", "data.root=/nonexistent/images"], "does not exist; set data.root"),
         (["optimizer.lr=0"], "optimizer.lr must be a positive number"),
-        (["strategy=layer_decay", "strategy.layer_decay=0"], "strategy.layer_decay (gamma) must be in (0, 1]"),
+        (
+            ["strategy=layer_decay", "strategy.layer_decay=0"],
+            "strategy.layer_decay (gamma) must be in (0, 1]",
+        ),
         (["backbone.weights=/nonexistent/w.safetensors"], "does not exist; check backbone.weights"),
     ],
 )
