@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +32,43 @@ class Backbone(nn.Module):
         model: a module mapping images to ``[batch, num_features]`` features.
         num_features: the feature dimension.
         groups: ordered layer groups; derived with :func:`layer_groups` when omitted.
+        tunable: names of the parameters a training group may train (a parameter-efficient
+            strategy's adapters or biases); None: all of them.
+        added: names of the parameters an adapter method added to the timm model.
+        merge: ``(model, groups) -> (plain model, its groups)`` folding the adapters into the
+            base weights (LoRA), or None.
     """
 
-    def __init__(self, model: nn.Module, num_features: int, groups: list[LayerGroup] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_features: int,
+        groups: list[LayerGroup] | None = None,
+        tunable: Iterable[str] | None = None,
+        added: Iterable[str] = (),
+        merge: Callable | None = None,
+    ):
         super().__init__()
         self.model = model
         self.num_features = num_features
         self.groups = groups if groups is not None else layer_groups(model)
+        self.tunable = frozenset(tunable) if tunable is not None else None
+        self.added = frozenset(added)
+        self.merge = merge
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def trains(self, param_name: str) -> bool:
+        """Whether ``param_name`` trains when its group does (base weights under PEFT do not)."""
+        return self.tunable is None or param_name in self.tunable
+
+    def merge_adapters(self) -> None:
+        """Fold the adapters into the base weights, leaving the plain timm model (export uses
+        this); the outputs stay the same. Nothing to do without mergeable adapters."""
+        if self.merge is not None:
+            self.model, self.groups = self.merge(self.model, self.groups)
+            self.tunable, self.added, self.merge = None, frozenset(), None
 
 
 def layer_groups(model: nn.Module) -> list[LayerGroup]:
@@ -84,6 +112,7 @@ def create_backbone(
     weights: str | None = None,
     in_chans: int = 3,
     drop_path_rate: float = 0.0,
+    model_args: dict | None = None,
 ) -> Backbone:
     """Create a timm model without its classifier and wrap it as a :class:`Backbone`.
 
@@ -94,6 +123,8 @@ def create_backbone(
             or a transferlab checkpoint (.ckpt). Its classifier is dropped.
         in_chans: input channels of the data; pretrained first-conv weights are adapted to it.
         drop_path_rate: stochastic depth rate, for models that support it.
+        model_args: further architecture settings for ``timm.create_model`` (a small ViT for
+            32 px digits: ``{img_size: 32, patch_size: 8}``).
     """
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
@@ -106,8 +137,14 @@ def create_backbone(
     kwargs = {"num_classes": 0, "in_chans": in_chans}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
+    kwargs.update(dict(model_args or {}))
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as e:  # a model_args key the architecture does not take
+        raise ConfigError(
+            f"backbone.model_args {dict(model_args or {})} do not fit '{name}' ({e}); "
+            "remove the setting it names."
+        ) from e
     except (OSError, RuntimeError, ConnectionError) as e:
         if not pretrained:
             raise

@@ -122,12 +122,13 @@ class TransferModule(pl.LightningModule):
         return groups + [(HEAD_GROUP, list(self.head.named_parameters()))]
 
     def apply_multipliers(self) -> None:
-        """Freeze (``requires_grad=False``) exactly the groups whose multiplier is 0."""
-        for (_, params), mult in zip(
+        """Freeze (``requires_grad=False``) exactly the groups whose multiplier is 0; in the
+        others, under a parameter-efficient strategy, only its parameters train (the head's all)."""
+        for (group, params), mult in zip(
             self.named_group_parameters(), self.lr_multipliers, strict=True
         ):
-            for _, p in params:
-                p.requires_grad_(mult > 0)
+            for name, p in params:
+                p.requires_grad_(mult > 0 and (group == HEAD_GROUP or self.backbone.trains(name)))
 
     def set_trainable_top(self, k: int) -> list[str]:
         """Train exactly the top ``k`` backbone groups (and the head); returns newly opened groups.
@@ -191,15 +192,25 @@ class TransferModule(pl.LightningModule):
         self.train_metrics.reset()
 
     def parameter_report(self) -> list[dict]:
-        """One row per group: name, parameter count, trainable count and peak LR."""
+        """One row per group: name, parameter count, trainable count, peak LR, the parameters a
+        PEFT method added (``adapter``) and the trainable share in percent."""
         rows = []
+        added = self.backbone.added
         for (name, params), mult in zip(
             self.named_group_parameters(), self.lr_multipliers, strict=True
         ):
             n = sum(p.numel() for _, p in params)
             trainable = sum(p.numel() for _, p in params if p.requires_grad)
+            adapter = sum(p.numel() for pn, p in params if name != HEAD_GROUP and pn in added)
             rows.append(
-                {"group": name, "params": n, "trainable": trainable, "lr": self.base_lr * mult}
+                {
+                    "group": name,
+                    "params": n,
+                    "trainable": trainable,
+                    "lr": self.base_lr * mult,
+                    "adapter": adapter,
+                    "trainable_pct": 100.0 * trainable / n if n else 0.0,
+                }
             )
         return rows
 

@@ -95,6 +95,11 @@ def build_module(
     if strategy.reinit or not for_training:
         overrides.update(pretrained=False, weights=None)
     backbone = instantiate_part(cfg.backbone, "backbone", **overrides)
+    if strategy.peft is not None:
+        from transferlab.strategies import apply_peft
+
+        # before the regulariser anchors and before a checkpoint loads: both see adapter names
+        backbone = apply_peft(backbone, strategy.peft)
     head = instantiate_part(
         cfg.head, "head", in_features=backbone.num_features, num_classes=num_classes
     )

@@ -6,16 +6,21 @@ from transferlab.strategies.core import (
     layer_decay_multipliers,
     trainable_mask,
 )
+from transferlab.strategies.peft import Adapters, BitFit, LoRA, apply_peft
 from transferlab.strategies.regularization import EWC, L2SP, diagonal_fisher
 from transferlab.strategies.schedule import UnfreezeSchedule
 from transferlab.strategies.unfreeze import Unfreezer
 
 __all__ = [
     "EWC",
+    "Adapters",
+    "BitFit",
+    "LoRA",
     "L2SP",
     "Strategy",
     "UnfreezeSchedule",
     "Unfreezer",
+    "apply_peft",
     "backbone_multipliers",
     "diagonal_fisher",
     "layer_decay_multipliers",

@@ -8,9 +8,13 @@ multiplier of 0 means frozen (``requires_grad=False``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from transferlab.errors import ConfigError
 from transferlab.strategies.schedule import UnfreezeSchedule
+
+if TYPE_CHECKING:
+    from transferlab.strategies.peft import Adapters, BitFit, LoRA
 
 BN_POLICIES = ("frozen", "train")
 
@@ -31,6 +35,9 @@ class Strategy:
         cache_features: ``auto`` computes a frozen backbone's features once and trains the head
             on them whenever that gives the same training (see :mod:`transferlab.cache`);
             ``true`` insists (an error says why it cannot), ``false`` never caches.
+        peft: a parameter-efficient method (:mod:`transferlab.strategies.peft`): in a training
+            group only its parameters (LoRA updates, adapters, biases) train, the base weights
+            stay frozen; None trains whole groups.
     """
 
     trainable_groups: int | str = "all"
@@ -40,8 +47,14 @@ class Strategy:
     bn: str = "frozen"
     unfreeze: UnfreezeSchedule | None = None
     cache_features: bool | str = "auto"
+    peft: LoRA | BitFit | Adapters | None = None
 
     def __post_init__(self):
+        if self.peft is not None and self.reinit:
+            raise ConfigError(
+                "A parameter-efficient strategy adapts pretrained weights, but strategy.reinit="
+                "true starts from random ones; set strategy.reinit=false."
+            )
         if self.backbone_lr_mult < 0:
             raise ConfigError(
                 f"strategy.backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}; "
