@@ -3,6 +3,7 @@ state dict the weights. Used by evaluation, EWC's Fisher estimate and (later) ex
 
 from __future__ import annotations
 
+import ast
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +36,36 @@ def read_checkpoint(path: str) -> dict:
             f"'{path}' is not a transferlab checkpoint; pass one written by transferlab-train."
         )
     return ckpt
+
+
+# the config groups a model (and its data) is rebuilt from
+BUILT_FROM_CHECKPOINT = (
+    "backbone",
+    "head",
+    "strategy",
+    "optimizer",
+    "scheduler",
+    "loss",
+    "data",
+    "augmentation",
+    "domain_adaptation",
+    "regularization",
+)
+# constructors that moved, so checkpoints written before the move still load
+MOVED_TARGETS = {"transferlab.domain.DANNAnnealing": "transferlab.schedules.DANNAnnealing"}
+
+
+def upgraded(config: dict) -> dict:
+    """A stored config brought up to this version: moved constructors renamed, settings that
+    no longer exist (``strategy.name``) dropped."""
+    text = repr(config)
+    for old, new in MOVED_TARGETS.items():
+        text = text.replace(repr(old), repr(new))
+    config = ast.literal_eval(text)
+    strategy = config.get("strategy")
+    if isinstance(strategy, dict):
+        strategy.pop("name", None)
+    return config
 
 
 @lru_cache(maxsize=1)
@@ -72,8 +103,11 @@ def load_module(path: str) -> tuple[TransferModule, DictConfig]:
         raise ConfigError(
             f"'{path}' holds no training config; pass a checkpoint written by transferlab-train."
         )
-    check_stored_targets(saved["config"], "", path)  # before anything is instantiated
-    train_cfg = OmegaConf.create(saved["config"])
+    config = upgraded(saved["config"])
+    # only these parts are built from a stored config (never its trainer, loggers, callbacks)
+    built = {k: v for k, v in config.items() if k in BUILT_FROM_CHECKPOINT}
+    check_stored_targets(built, "", path)  # before anything is instantiated
+    train_cfg = OmegaConf.create(config)
     channels = saved["in_chans"]
     module = build_module(
         train_cfg,
