@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from transferlab.build import build_experiment, load_module
-from transferlab.config import CONF_DIR, compose
+from transferlab.config import compose
 from transferlab.errors import ConfigError, run_or_explain
 from transferlab.ranking import rank_candidate, ranking_table, write_ranking
 
 log = logging.getLogger("transferlab")
-RANK_KEYS = set(yaml.safe_load((Path(CONF_DIR) / "rank.yaml").read_text())) - {"defaults"}
+# the keys of the rank config (conf/rank.yaml and its candidate_set group)
+RANK_KEYS = {"candidates", "candidate_set", "knn_k", "sort_by", "out"}
 # a candidate's backbone is seen frozen and unaugmented, as a feature-extraction run sees it
 FROZEN = ["strategy=feature_extraction", "augmentation=none", "print_config=false", "logger=none"]
 
