@@ -112,7 +112,7 @@ def test_scheduler_state_resumes_without_the_schedule_object():
 
 
 def test_unknown_length_is_rejected():
-    with pytest.raises(ConfigError, match="known number of training steps"):
+    with pytest.raises(ConfigError, match="needs a known, positive number of training steps"):
         MultiplierLR(make_optimizer(Strategy()), OneCycle(), 0)
 
 

@@ -171,7 +171,7 @@ def test_plateau_unfreezes_after_patience(make_cfg):
             "no validation set",
         ),
         (["strategy=gradual_unfreeze", "strategy.unfreeze.milestones=[1]"], "exactly one of every"),
-        (["scheduler=onecycle", "trainer.max_epochs=-1"], "known number of training steps"),
+        (["scheduler=onecycle", "trainer.max_epochs=-1"], "trainer.max_epochs=-1 never ends"),
     ],
 )
 def test_bad_schedules(make_cfg, capsys, overrides, message):
