@@ -36,6 +36,19 @@ RUN = [
 ]
 
 
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> str:
+    """test_resnet weights as a pretrained backbone has them. timm zero-initialises each block's
+    last BatchNorm scale, which blocks every gradient to frozen-BN LoRA updates inside the
+    blocks of a randomly initialised ResNet (never of a trained one)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.safetensors"
+    model = timm.create_model("test_resnet", num_classes=0, zero_init_last=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return str(path)
+
+
 def merged_matches_plain_timm(module, timm_name: str, x: torch.Tensor) -> float:
     """Merge the module's LoRA updates; check the result is a plain timm model; return the
     largest output difference against the adapted model."""
@@ -53,14 +66,14 @@ def merged_matches_plain_timm(module, timm_name: str, x: torch.Tensor) -> float:
     return float((adapted - merged).abs().max())
 
 
-def test_a_lora_checkpoint_rebuilds_evaluates_and_merges(make_cfg, tmp_path):
-    cfg = make_cfg(["backbone=tiny", *RUN])
+def test_a_lora_checkpoint_rebuilds_evaluates_and_merges(make_cfg, tiny_weights):
+    cfg = make_cfg(["backbone=tiny", f"backbone.weights={tiny_weights}", *RUN])
     train(cfg)
     out = Path(cfg.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     last = out / "checkpoints" / "last.ckpt"
     state = torch.load(last, weights_only=True)["state_dict"]
-    assert any(".lora_B." in k for k in state)
+    assert any(".lora_B." in k and state[k].abs().max() > 0 for k in state)  # updates trained
     start = build_module(cfg, 4, 3, [0.5] * 3, [0.5] * 3, for_training=False).state_dict()
     stats = [k for k in state if k.endswith("running_mean")]
     assert stats and any(not torch.equal(state[k], start[k]) for k in stats)  # BN stats moved
@@ -94,12 +107,13 @@ def test_merging_trained_vit_updates_keeps_the_outputs(make_cfg):
     assert merged_matches_plain_timm(module, "test_vit", x) < 1e-5
 
 
-def test_a_killed_lora_run_resumes_to_the_same_end(make_cfg, tmp_path, monkeypatch):
-    straight = make_cfg(["backbone=tiny", *RUN])
+def test_a_killed_lora_run_resumes_to_the_same_end(make_cfg, tmp_path, monkeypatch, tiny_weights):
+    tiny = ["backbone=tiny", f"backbone.weights={tiny_weights}"]
+    straight = make_cfg([*tiny, *RUN])
     train(straight)
     expected_metrics, expected_weights = final_state(straight)
 
-    killed = make_cfg(["backbone=tiny", *RUN])
+    killed = make_cfg([*tiny, *RUN])
     with open_dict(killed):
         killed.paths.output_dir = str(tmp_path / "killed")
     original = pl.Trainer.__init__
@@ -112,7 +126,7 @@ def test_a_killed_lora_run_resumes_to_the_same_end(make_cfg, tmp_path, monkeypat
         train(killed)
     monkeypatch.setattr(pl.Trainer, "__init__", original)
     last = Path(killed.paths.output_dir, "checkpoints", "last.ckpt")
-    resumed = make_cfg(["backbone=tiny", *RUN, f"ckpt_path={last}"])
+    resumed = make_cfg([*tiny, *RUN, f"ckpt_path={last}"])
     with open_dict(resumed):
         resumed.paths.output_dir = killed.paths.output_dir
     train(resumed)
@@ -124,7 +138,7 @@ def test_a_killed_lora_run_resumes_to_the_same_end(make_cfg, tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_lora_under_two_process_ddp_trains_the_same_updates_on_both_ranks(tmp_path):
+def test_lora_under_two_process_ddp_trains_the_same_updates_on_both_ranks(tmp_path, tiny_weights):
     run = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -136,7 +150,7 @@ def test_lora_under_two_process_ddp_trains_the_same_updates_on_both_ranks(tmp_pa
         "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false",
         "backbone=tiny",
-        "backbone.weights=null",
+        f"backbone.weights={tiny_weights}",
         *RUN[:5],
         "strategy=lora",
         "logger=none",
