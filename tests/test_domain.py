@@ -137,6 +137,10 @@ def test_pair_batches_hide_target_labels_and_cycle_the_shorter_domain(make_cfg):
         len(dm.target_splits.test[1]),
         len(dm.splits.test[1]),
     ]
+    # evaluation code that asks for "the test split" gets the target's, as test/... metrics do;
+    # val stays the source's, so a temperature or probe fitted on it never sees target labels
+    assert torch.equal(dm.eval_dataloader("test").dataset.labels, dm.target_splits.test[1])
+    assert torch.equal(dm.eval_dataloader("val").dataset.labels, dm.splits.val[1])
 
 
 def test_oracle_and_both_domains_are_scored(make_cfg):

@@ -34,3 +34,12 @@ def test_non_finite_metrics_become_null_and_are_listed(tmp_path):
         "non_finite": ["train/loss", "x"],
     }
     assert strict_json({"a": 1.0}) == {"a": 1.0}
+
+
+def test_an_atomic_write_gets_the_mode_of_an_ordinary_file(tmp_path):
+    import os
+
+    ordinary = tmp_path / "plain.txt"
+    ordinary.write_text("x")
+    written = write_atomic(tmp_path / "atomic.txt", lambda tmp: tmp.write_text("x"))
+    assert os.stat(written).st_mode == os.stat(ordinary).st_mode

@@ -213,6 +213,14 @@ class DomainPair(ImageDataModule):
             labels = torch.full_like(labels, -1)
         return self.loader_over(images, labels, train)
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """A split the evaluation way. ``test`` is the target's test set (what ``test/…``
+        metrics score) when the target has labels; ``train`` and ``val`` stay the source's,
+        so that nothing fitted on them (a temperature, a probe) sees target labels."""
+        if split == "test" and self.target_labels:
+            return self._target_loader("test", train=False)
+        return super().eval_dataloader(split)
+
     def train_dataloader(self) -> CombinedLoader:
         loaders = {
             "source": self._loader("train", train=True),
