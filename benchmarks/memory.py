@@ -15,9 +15,10 @@ FULL = ["data=mnist_split", "backbone=resnet18", "backbone.weights=null"]
 QUICK = ["data=synthetic", "backbone=tiny", "backbone.weights=null"]
 
 
-def fit(cfg, batches: int, epochs: int, callbacks=(), profile: bool = False) -> int:
+def fit(cfg, batches: int, epochs: int, callbacks=(), profile: bool = False, count: bool = False):
     """Fit the run's module on ``batches`` training batches per epoch, without validation;
-    with ``profile``, return the peak training memory in bytes (else 0)."""
+    with ``profile``, return the peak training memory in bytes; with ``count``, (trainable,
+    total) parameters; else 0."""
     pl.seed_everything(cfg.seed, workers=True)
     with quiet():
         dm = build_datamodule(cfg)
@@ -41,7 +42,9 @@ def fit(cfg, batches: int, epochs: int, callbacks=(), profile: bool = False) -> 
         module.to(device)  # weights and data are the baseline, allocated before measuring
         if not profile:
             trainer.fit(module, datamodule=dm)
-            return 0
+            rows = module.parameter_report()
+            counts = (sum(r["trainable"] for r in rows), sum(r["params"] for r in rows))
+            return counts if count else 0
         return peak_training_memory(lambda: trainer.fit(module, datamodule=dm), device)
 
 
@@ -49,22 +52,33 @@ def run(work, quick: bool = False, reps: int = 2) -> dict:
     """Peak memory of 2 training steps (from a fresh optimizer) and median step time, per
     strategy; both relative to full fine-tuning."""
     base = QUICK if quick else FULL
-    peaks = {s: [] for s in STRATEGIES}
-    steps = {s: [] for s in STRATEGIES}
-    for rep in range(reps):
-        for strategy in STRATEGIES:
-            cfg = compose_cfg([*base, f"strategy={strategy}"], work / f"{strategy}_{rep}")
-            peaks[strategy].append(fit(cfg, batches=2, epochs=1, profile=True))
-            timer = StepTimer()
-            fit(cfg, batches=4, epochs=2, callbacks=[timer])
-            steps[strategy] += timer.step_times()
-    out = {"config": " ".join(base), "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    for s in STRATEGIES:
-        out[s] = {
-            "peak_mib": median(peaks[s]) / 2**20,
-            "median_step_s": median(steps[s]),
-            "memory_vs_full": ratio(median(peaks[s]), median(peaks["full"])),
-            "step_time_vs_full": ratio(median(steps[s]), median(steps["full"])),
-        }
+    out = measure(work, base, {s: [f"strategy={s}"] for s in STRATEGIES}, reps)
     out["goal"] = "feature_extraction memory <= 0.4 x full"
+    return out
+
+
+def measure(work, base: list[str], arms: dict[str, list[str]], reps: int = 2) -> dict:
+    """Per arm (name -> overrides on ``base``, one of them ``full``): peak memory of 2 training
+    steps from a fresh optimizer and median step time, both also relative to ``full``. The
+    arms are interleaved within each repetition, so a busy machine slows them alike."""
+    peaks = {a: [] for a in arms}
+    steps = {a: [] for a in arms}
+    trainable = {}
+    for rep in range(reps):
+        for arm, overrides in arms.items():
+            cfg = compose_cfg([*base, *overrides], work / f"{arm}_{rep}")
+            peaks[arm].append(fit(cfg, batches=2, epochs=1, profile=True))
+            timer = StepTimer()
+            trainable[arm] = fit(cfg, batches=4, epochs=2, callbacks=[timer], count=True)
+            steps[arm] += timer.step_times()
+    out = {"config": " ".join(base), "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    for a in arms:
+        out[a] = {
+            "peak_mib": median(peaks[a]) / 2**20,
+            "median_step_s": median(steps[a]),
+            "memory_vs_full": ratio(median(peaks[a]), median(peaks["full"])),
+            "step_time_vs_full": ratio(median(steps[a]), median(steps["full"])),
+            "trainable_params": trainable[a][0],
+            "total_params": trainable[a][1],
+        }
     return out

@@ -1,0 +1,71 @@
+"""(c) for parameter-efficient fine-tuning: peak training memory and step time of LoRA (r = 4,
+8, 16), BitFit, adapters and feature extraction against full fine-tuning, on the 32 px
+ViT-Tiny of experiments/peft and its data; writes ``outputs/bench/peft_memory.json`` and
+``.md``.
+
+    .venv/bin/python -m benchmarks.peft_memory            # about 5 minutes on 2 CPU cores
+    .venv/bin/python -m benchmarks.peft_memory --quick    # test_vit on synthetic data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import ROOT
+from benchmarks.memory import measure
+
+ARMS = {
+    "full": ["strategy=full"],
+    "feature_extraction": ["strategy=feature_extraction"],
+    "lora_r4": ["strategy=lora", "strategy.peft.r=4"],
+    "lora_r8": ["strategy=lora", "strategy.peft.r=8"],
+    "lora_r16": ["strategy=lora", "strategy.peft.r=16"],
+    "bitfit": ["strategy=bitfit"],
+    "adapters": ["strategy=adapters"],
+}
+VIT = ["data=mnist_split", "backbone=vit_tiny_32", "backbone.weights=null"]
+QUICK = ["data=synthetic", "backbone=timm", "backbone.name=test_vit", "backbone.weights=null"]
+
+
+def table(result: dict) -> str:
+    """The result as a markdown table, one row per arm."""
+    lines = [
+        "| arm | trainable params | peak training memory (MiB) | vs full | step time (ms) | vs full |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        r = result[arm]
+        share = 100 * r["trainable_params"] / r["total_params"]
+        lines.append(
+            f"| {arm} | {r['trainable_params']:,} ({share:.2f}%) | {r['peak_mib']:.1f} | "
+            f"{r['memory_vs_full']:.2f}x | {1000 * r['median_step_s']:.0f} | "
+            f"{r['step_time_vs_full']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "bench"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(Path(work), QUICK if args.quick else VIT, ARMS, args.reps)
+    result["torch_threads"] = args.threads
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peft_memory.json").write_text(json.dumps(result, indent=2))
+    (out / "peft_memory.md").write_text(table(result) + "\n")
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
