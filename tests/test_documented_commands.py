@@ -5,6 +5,7 @@ and sweep dirs resolved. A command that could not start fails here."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -27,7 +28,11 @@ CONFIG_OF = {
     "transferlab-augment-preview": "train",
     "transferlab-export": "export",
     "transferlab-predict": "predict",
+    "transferlab-rank": "rank",
+    "transferlab-advise": "advise",
 }
+# commands whose own keys go to their config and every other override to a train config
+OWN_KEYS = {"rank": "transferlab.rank:RANK_KEYS", "advise": "transferlab.advise:ADVISE_KEYS"}
 COMMAND = re.compile(
     r"(transferlab-(?:train|eval|augment-preview|export|predict)|python -m transferlab\.(?:train|evaluate))\b([^`\n]*)"
 )
@@ -66,7 +71,7 @@ def parse(line: str) -> tuple[str, list[str], bool] | None:
         return None
     if name == "transferlab-augment-preview":  # argparse flags (with values) beside the overrides
         tokens = without_flags(tokens)
-    if not tokens and CONFIG_OF[name] != "train":
+    if not tokens and CONFIG_OF[name] not in ("train", "rank", "advise"):
         return None
     # a placeholder the reader fills in (<run>, …) stands for any plain name
     tokens = [re.sub(r"<[^<>]*>|…|\.\.\.", "x", t) for t in tokens]
@@ -142,6 +147,13 @@ def test_documented_command_composes(where, line):
     config_name, overrides, multirun = parsed
     if not (Path(CONF_DIR) / f"{config_name}.yaml").is_file():
         pytest.fail(f"{where} documents `{line}`, but there is no {config_name}.yaml")
+    if config_name in OWN_KEYS:
+        module, name = OWN_KEYS[config_name].split(":")
+        keys = getattr(importlib.import_module(module), name)
+        own = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in keys]
+        compose(own, config_name)
+        overrides = [o for o in overrides if o not in own]
+        config_name = "train"
     for job in runs_of(overrides):
         cfg = compose(job, config_name, keep_hydra=True)  # paths.* as a real run resolves them
         if multirun or cfg.hydra.mode == RunMode.MULTIRUN:
