@@ -4,6 +4,8 @@ the feature cache off, and refuse an unknown target in one sentence."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,6 +19,7 @@ from transferlab.strategies.peft import (
     place_parameters,
     resolve_targets,
 )
+from transferlab.train import train
 
 BACKBONES = {
     "resnet": ["backbone=tiny"],
@@ -174,3 +177,31 @@ def test_lora_on_random_weights_is_refused(make_cfg, capsys):
         [*BACKBONES["resnet"], "data=synthetic", "strategy=lora", "strategy.reinit=true"]
     )
     check_refused(cfg, capsys, "set strategy.reinit=false")
+
+
+def test_gradual_unfreezing_opens_lora_updates_group_by_group_from_the_top(make_cfg):
+    cfg = make_cfg(
+        [
+            *BACKBONES["vit"],
+            "data=synthetic",
+            "data.num_samples=64",
+            "data.size=16",
+            "data.image_size=16",
+            "data.batch_size=16",
+            "strategy=lora",
+            "strategy.trainable_groups=0",
+            "strategy.unfreeze={_target_:transferlab.strategies.UnfreezeSchedule,every:1}",
+            "trainer.max_epochs=4",
+            "logger=none",
+        ]
+    )
+    train(cfg)
+    state = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)[
+        "state_dict"
+    ]
+    start = build_module(cfg, 4, 3, [0.5] * 3, [0.5] * 3).state_dict()
+    moved = {k.split(".")[3] for k in state if ".lora_B." in k and state[k].abs().max() > 0}
+    # epoch 0 trains the head alone; epochs 1, 2, 3 open blocks 5, 4, 3; blocks 0-2 never train
+    assert moved == {"5", "4", "3"}
+    base = [k for k in state if ".base_layer." in k]
+    assert base and all(torch.equal(state[k], start[k]) for k in base)
