@@ -206,3 +206,14 @@ def test_ctrl_c_logs_the_command_that_resumes_the_run(tmp_path, caplog):
     InterruptHint(last).on_exception(trainer, None, KeyboardInterrupt())
     assert "interrupted at epoch 3, step 120; resume with:" in caplog.text
     assert f"ckpt_path={last} hydra.run.dir={tmp_path / 'run'}" in caplog.text
+
+
+def test_a_checkpoint_from_before_the_strategy_name_was_dropped_still_loads(make_cfg, tmp_path):
+    cfg = make_cfg([*QUICK])
+    train(cfg)
+    ckpt = torch.load(Path(cfg.paths.output_dir, "checkpoints", "best.ckpt"), weights_only=True)
+    ckpt["transferlab"]["config"]["strategy"]["name"] = "full"  # as older versions stored it
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    module, _ = load_module(str(old))
+    assert module.strategy.trainable_groups == "all"
