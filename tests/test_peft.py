@@ -12,6 +12,7 @@ import torch
 from conftest import check_refused
 from transferlab.backbones import LayerGroup
 from transferlab.build import build_module
+from transferlab.build.experiment import build_experiment
 from transferlab.optim import build_param_groups
 from transferlab.strategies.peft import (
     bitfit_names,
@@ -199,7 +200,7 @@ def test_gradual_unfreezing_opens_lora_updates_group_by_group_from_the_top(make_
     state = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)[
         "state_dict"
     ]
-    start = build_module(cfg, 4, 3, [0.5] * 3, [0.5] * 3).state_dict()
+    start = build_experiment(cfg).module.state_dict()  # seeded and built as train() does
     moved = {k.split(".")[3] for k in state if ".lora_B." in k and state[k].abs().max() > 0}
     # epoch 0 trains the head alone; epochs 1, 2, 3 open blocks 5, 4, 3; blocks 0-2 never train
     assert moved == {"5", "4", "3"}
