@@ -164,11 +164,9 @@ def place_parameters(groups: Sequence[LayerGroup], names: Sequence[str]) -> list
     placed: list[list[str]] = [[] for _ in groups]
     for name in names:
         parts = canonical(name).split(".")
-        i = owner.get(canonical(name))
-        for k in range(len(parts) - 1, 0, -1):
-            if i is not None:
-                break
-            i = prefix_owner.get(".".join(parts[:k]))
+        candidates = [owner.get(canonical(name))]
+        candidates += [prefix_owner.get(".".join(parts[:k])) for k in range(len(parts) - 1, 0, -1)]
+        i = next((c for c in candidates if c is not None), None)
         if i is None:
             raise ValueError(f"parameter '{name}' sits in no single layer group")
         placed[i].append(name)
