@@ -1,10 +1,11 @@
 """(c) for parameter-efficient fine-tuning: peak training memory and step time of LoRA (r = 4,
 8, 16), BitFit, adapters and feature extraction against full fine-tuning, on the 32 px
-ViT-Tiny of experiments/peft and its data; writes ``outputs/bench/peft_memory.json`` and
-``.md``.
+ViT-Tiny of experiments/peft (or the default ResNet-18) and its data; writes
+``outputs/bench/peft_memory_<base>.json`` and ``.md``.
 
-    .venv/bin/python -m benchmarks.peft_memory            # about 5 minutes on 2 CPU cores
-    .venv/bin/python -m benchmarks.peft_memory --quick    # test_vit on synthetic data
+    .venv/bin/python -m benchmarks.peft_memory                  # about 5 minutes on 2 CPU cores
+    .venv/bin/python -m benchmarks.peft_memory --base resnet18  # the default ResNet-18
+    .venv/bin/python -m benchmarks.peft_memory --base quick     # test_vit on synthetic data
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ ARMS = {
     "bitfit": ["strategy=bitfit"],
     "adapters": ["strategy=adapters"],
 }
-VIT = ["data=mnist_split", "backbone=vit_tiny_32", "backbone.weights=null"]
-QUICK = ["data=synthetic", "backbone=timm", "backbone.name=test_vit", "backbone.weights=null"]
+BASES = {
+    "vit_tiny_32": ["data=mnist_split", "backbone=vit_tiny_32", "backbone.weights=null"],
+    "resnet18": ["data=mnist_split", "backbone=resnet18", "backbone.weights=null"],
+    "quick": ["data=synthetic", "backbone=timm", "backbone.name=test_vit", "backbone.weights=null"],
+}
 
 
 def table(result: dict) -> str:
@@ -51,19 +55,19 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--base", choices=list(BASES), default="vit_tiny_32")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "bench"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
-        result = measure(Path(work), QUICK if args.quick else VIT, ARMS, args.reps)
+        result = measure(Path(work), BASES[args.base], ARMS, args.reps)
     result["torch_threads"] = args.threads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "peft_memory.json").write_text(json.dumps(result, indent=2))
-    (out / "peft_memory.md").write_text(table(result) + "\n")
+    (out / f"peft_memory_{args.base}.json").write_text(json.dumps(result, indent=2))
+    (out / f"peft_memory_{args.base}.md").write_text(table(result) + "\n")
     print(table(result))
 
 
