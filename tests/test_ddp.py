@@ -45,6 +45,10 @@ def test_gradual_unfreezing_under_ddp_keeps_ranks_in_step(tmp_path):
     assert [p["world_size"] for p in probes] == [2, 2]
     assert probes[0]["masks"] == probes[1]["masks"]  # same schedule on both ranks
     assert all(p["disagreements"] == 0 and p["frozen_changed"] == 0 for p in probes)
+    # groups opened mid-training are averaged across ranks too: both ranks end on one model
+    w0, w1 = probes[0]["weights"], probes[1]["weights"]
+    differ = [n for n in w0 if max(abs(a - b) for a, b in zip(w0[n], w1[n], strict=True)) > 1e-6]
+    assert differ == []
     masks = probes[0]["masks"]
     # synthetic: 128 train images, 16 per batch over 2 ranks = 4 steps per epoch
     per_epoch = len(masks) // 3

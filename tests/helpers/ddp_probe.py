@@ -1,8 +1,8 @@
 """A callback for the DDP test, loaded by the training processes through ``+callbacks.probe``.
 
 At every training step each rank gathers every rank's trainable mask and checks they agree, and
-checks that every frozen group still holds its weights from the start of training. Each rank
-writes what it saw to ``<out>/probe_rank<k>.json``.
+checks that every frozen group still holds its weights from the start of training; at the end
+it records the weights. Each rank writes what it saw to ``<out>/probe_rank<k>.json``.
 """
 
 from __future__ import annotations
@@ -42,5 +42,10 @@ class MaskProbe(pl.Callback):
             "masks": self.masks,
             "disagreements": self.disagreements,
             "frozen_changed": self.frozen_changed,
+            # every parameter at the end: the ranks must hold the same model
+            "weights": {
+                n: p.detach().double().flatten().tolist()[:64]
+                for n, p in pl_module.named_parameters()
+            },
         }
         (self.out / f"probe_rank{trainer.global_rank}.json").write_text(json.dumps(report))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import pytorch_lightning as pl
+import torch
 
 from transferlab.errors import ConfigError
 from transferlab.strategies.core import trainable_mask
@@ -28,8 +29,12 @@ class Unfreezer(pl.Callback):
         self.best: float | None = None
         self.wait = 0
         self.start = 0
+        self.synced_by_ddp: set[int] = set()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module) -> None:
+        # DDP wrapped the model just before this hook and averages the gradients only of the
+        # parameters that trained then; groups opened later are averaged here (before_step)
+        self.synced_by_ddp = {id(p) for p in pl_module.parameters() if p.requires_grad}
         has_val = trainer.limit_val_batches != 0 and pl_module.has_validation()
         n = len(pl_module.backbone.groups)
         self.schedule.check(n, has_val)
@@ -76,6 +81,26 @@ class Unfreezer(pl.Callback):
                 lg.log_metrics({"unfreeze/trainable_groups": float(k)}, step=trainer.global_step)
             if self.schedule.rewarm and trainer.lr_scheduler_configs:
                 trainer.lr_scheduler_configs[0].scheduler.restart_warmup(self.schedule.rewarm)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
+        """Average, across DDP ranks, the gradients of groups opened after DDP wrapped the model,
+        as DDP does for the others; without it each rank would train them on its own batches."""
+        if trainer.world_size < 2 or not torch.distributed.is_initialized():
+            return
+        late = [
+            p
+            for p in pl_module.parameters()
+            if p.grad is not None and id(p) not in self.synced_by_ddp
+        ]
+        if not late:
+            return
+        flat = torch.cat([p.grad.flatten() for p in late])
+        torch.distributed.all_reduce(flat)
+        flat /= trainer.world_size
+        offset = 0
+        for p in late:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
 
     def state_dict(self) -> dict:
         return {"events": self.events, "best": self.best, "wait": self.wait}
