@@ -63,6 +63,32 @@ def main(out: Path) -> None:
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    scatter(ranking, tuned, names, out / "scores_vs_accuracy.png")
+
+
+def scatter(ranking: dict, tuned: dict, names: list[str], path: Path) -> None:
+    """One panel per score: the score against fine-tuned test accuracy (mean ± std), labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+    for ax, score in zip(axes.flat, SCORES, strict=True):
+        have = [n for n in names if ranking[n][score]]
+        xs = [float(ranking[n][score]) for n in have]
+        accs = [tuned[n]["acc"] for n in have]
+        ys = [100 * statistics.mean(a) for a in accs]
+        err = [100 * statistics.stdev(a) if len(a) > 1 else 0 for a in accs]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3)
+        for x, y, n in zip(xs, ys, have, strict=True):
+            ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(score)
+        ax.set_xlabel("score")
+        ax.set_ylabel("fine-tuned test acc (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
