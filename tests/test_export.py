@@ -12,9 +12,11 @@ import torch
 
 from transferlab import TINY_CPU, compose
 from transferlab.errors import run_or_explain
+from transferlab.export import bundle as bundle_module
 from transferlab.export import parity as parity_module
+from transferlab.export.bundle import write_bundle
 from transferlab.export.cli import export
-from transferlab.export.onnx import onnx_session, run_onnx
+from transferlab.export.onnx import onnx_session, run_onnx, torchscript_exporter
 from transferlab.export.preprocess import read_preprocess
 from transferlab.train import train
 
@@ -80,6 +82,7 @@ def test_onnx_matches_pytorch_on_held_out_images(name, tmp_path, resnet_ckpt):
     assert spec.mean == pytest.approx(module.mean.flatten().tolist())
     card = (out / "model_card.md").read_text()
     assert name in card and "max |Δlogit|" in card and "## Intended use and limits" in card
+    assert "scored on its best.ckpt, the checkpoint exported here" in card
 
 
 def test_temperature_is_stored_with_the_export_as_eval_fits_it(resnet_ckpt, tmp_path):
@@ -132,3 +135,84 @@ def test_bad_checkpoints_are_refused(damage, resnet_ckpt, tmp_path, capsys):
     )
     assert ("transferlab-train" if damage != "missing" else "pass ckpt_path=") in err
     assert not out.exists()
+
+
+def test_a_parity_failure_of_the_argmax_alone_is_refused(
+    resnet_ckpt, tmp_path, capsys, monkeypatch
+):
+    real = parity_module.run_onnx
+    # every class moved one place on: a different argmax; a loose tolerance passes the values
+    monkeypatch.setattr(parity_module, "run_onnx", lambda s, x, b: real(s, x, b).roll(1, -1))
+    out = tmp_path / "export"
+    err = refused(export, export_cfg(resnet_ckpt, out, "parity.tolerance=1000"), capsys)
+    assert "The ONNX model does not match PyTorch" in err and "/64 identical argmax" in err
+    assert "64/64 identical argmax" not in err
+    assert not out.exists()
+
+
+def test_a_card_of_another_checkpoint_says_whose_metrics_the_run_reports(resnet_ckpt, tmp_path):
+    last = resnet_ckpt.with_name("last.ckpt")
+    assert last.is_file()
+    out = tmp_path / "export"
+    export(export_cfg(last, out))
+    card = (out / "model_card.md").read_text()
+    assert "scored on that run's best checkpoint, not on the exported `last.ckpt`" in card
+    assert "(same checkpoint)" not in card
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("parity.batch_sizes=[]", "parity.batch_sizes=[] must hold 1 and an odd size above 1"),
+        ("parity.batch_sizes=[1,2]", "must hold 1 and an odd size above 1"),
+        ("parity.batch_sizes=[7]", "must hold 1 and an odd size above 1"),
+        ("parity.num_images=1", "parity.num_images must be a whole number >= 2"),
+    ],
+)
+def test_bad_parity_settings_are_refused(override, message, tmp_path, capsys):
+    cfg = export_cfg(tmp_path / "none.ckpt", tmp_path / "export", override)
+    assert message in refused(export, cfg, capsys)  # before the checkpoint is even read
+
+
+def test_an_export_dir_is_replaced_whole(tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    out.mkdir()
+    for name in ("model.onnx", "preprocess.json", "model_card.md"):
+        (out / name).write_text("old")
+    (out / "export.log").write_text("this export's log")  # Hydra opened it there
+    new = {"model.onnx": b"new onnx", "preprocess.json": b"{}", "model_card.md": b"# new"}
+    # a failure midway (the second file) leaves the old export as it was, and no temp dir
+    real = bundle_module.Path.write_bytes
+    calls = []
+
+    def fail_second(path, data):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(path, data)
+
+    monkeypatch.setattr(bundle_module.Path, "write_bytes", fail_second)
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(out, new)
+    assert (out / "model.onnx").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [
+        "export"
+    ]
+    monkeypatch.undo()
+    write_bundle(out, new)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        **new,
+        "export.log": b"this export's log",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # the old dir is gone
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()  # the mode an ordinary mkdir gives, not mkdtemp's 0700
+    assert out.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777
+
+
+def test_the_torchscript_exporter_is_asked_for_only_where_torch_has_the_switch():
+    def new_export(model, args, f, *, dynamo=True, opset_version=None): ...
+
+    def old_export(model, args, f, opset_version=None, dynamic_axes=None): ...
+
+    assert torchscript_exporter(new_export) == {"dynamo": False}
+    assert torchscript_exporter(old_export) == {}

@@ -21,6 +21,18 @@ class TrainingRecord:
     command: str | None = None
     choices: dict | None = None
     metrics: dict | None = None
+    run: str | None = None
+    checkpoint: str | None = None
+
+    def metrics_source(self) -> str:
+        """Which weights the run's ``metrics.json`` scored, against the exported checkpoint's."""
+        where = f"run dir `{self.run}`" if self.run else "the training run"
+        if self.checkpoint == "best.ckpt":
+            return f"{where}; scored on its best.ckpt, the checkpoint exported here"
+        return (
+            f"{where}; scored on that run's best checkpoint, not on the exported "
+            f"`{self.checkpoint}`, so they may differ from the table above"
+        )
 
 
 def training_record(ckpt_path: str | Path) -> TrainingRecord:
@@ -40,7 +52,8 @@ def training_record(ckpt_path: str | Path) -> TrainingRecord:
     command = None
     if isinstance(overrides, list):
         command = shlex.join(["transferlab-train", *map(str, overrides)])
-    return TrainingRecord(command, choices, read("metrics.json", json.loads))
+    metrics = read("metrics.json", json.loads)
+    return TrainingRecord(command, choices, metrics, str(run), Path(ckpt_path).name)
 
 
 def _weights(cfg: dict) -> str:
@@ -117,7 +130,7 @@ def model_card(
     if training.metrics:
         lines += [
             "",
-            "The training run's own `metrics.json` (same checkpoint): "
+            f"The training run's own `metrics.json` ({training.metrics_source()}): "
             + ", ".join(
                 f"{k} {training.metrics[k]:.4f}"
                 for k in ("val/acc", "test/acc", "test/f1", "test/ece")

@@ -3,14 +3,13 @@
 Rebuild the model from the checkpoint's stored config -> export the whole classifier (uint8
 images in, logits out) to ONNX -> check onnxruntime against PyTorch on held-out images (refused
 when they differ) -> write ``model.onnx``, ``preprocess.json`` and ``model_card.md`` into DIR.
-Nothing is written before the check has passed.
+Nothing is written before the check has passed, and DIR is then written as one unit.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
-from pathlib import Path
 
 import hydra
 import torch
@@ -21,12 +20,17 @@ from transferlab.build import build_datamodule, load_module
 from transferlab.calibration import calibration_summary, fit_temperature
 from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError, run_or_explain
+from transferlab.export.bundle import write_bundle
 from transferlab.export.card import model_card, training_record
 from transferlab.export.inference import loader_logits, torch_logits
 from transferlab.export.onnx import ExportedClassifier, export_onnx, exportable, onnx_session
-from transferlab.export.parity import Parity, measure_parity, require_parity
+from transferlab.export.parity import (
+    Parity,
+    check_batch_sizes,
+    measure_parity,
+    require_parity,
+)
 from transferlab.export.preprocess import preprocess_for
-from transferlab.files import write_atomic, write_text_atomic
 
 log = logging.getLogger("transferlab")
 FORMATS = ("onnx",)
@@ -34,7 +38,8 @@ CALIBRATIONS = ("none", "temperature")
 
 
 def held_out_images(dm, n: int) -> torch.Tensor:
-    """Up to ``n`` evaluation-transformed uint8 images: the test split first, then validation."""
+    """Up to ``n`` evaluation-transformed uint8 images: the test split first, then validation
+    (for a source/target pair: the target's test split, then the source's validation)."""
     taken, count = [], 0
     for split in ("test", "val"):
         for x, _ in dm.eval_dataloader(split):
@@ -58,6 +63,27 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(
             f"calibrate={cfg.calibrate} is unknown; use calibrate=none or temperature."
         )
+    n = cfg.parity.num_images
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise ConfigError(
+            f"parity.num_images must be a whole number >= 2, got {n!r}; use parity.num_images=64."
+        )
+    check_batch_sizes(cfg.parity.batch_sizes)
+
+
+def parity_images(dm, n: int) -> torch.Tensor:
+    """``n`` held-out images to check the export on; fewer is refused, not passed silently."""
+    images = held_out_images(dm, n)
+    if len(images) < n:
+        raise ConfigError(
+            f"The checkpoint's data has {len(images)} held-out images, fewer than "
+            f"parity.num_images={n}; set parity.num_images={len(images)} to check on "
+            "those (or export a model trained with more validation or test images)."
+            if len(images) >= 2
+            else "The checkpoint's data has fewer than 2 held-out images to check the export "
+            "on; export a model trained with validation or test images."
+        )
+    return images
 
 
 def export(cfg: DictConfig) -> Parity:
@@ -83,12 +109,7 @@ def export(cfg: DictConfig) -> Parity:
         **calibration_summary(*test, "test", temperature),
     }
 
-    images = held_out_images(dm, cfg.parity.num_images)
-    if len(images) < 2:
-        raise ConfigError(
-            "The checkpoint's data has fewer than 2 held-out images to check the export on; "
-            "export a model trained with validation or test images."
-        )
+    images = parity_images(dm, cfg.parity.num_images)
     onnx_bytes = export_onnx(exportable(model, tuple(images.shape[-2:])), images[:2], cfg.opset)
     parity = measure_parity(
         onnx_session(onnx_bytes),
@@ -116,10 +137,14 @@ def export(cfg: DictConfig) -> Parity:
         opset=cfg.opset,
         training=training_record(cfg.ckpt_path),
     )
-    out = Path(cfg.out)
-    write_atomic(out / "model.onnx", lambda tmp: tmp.write_bytes(onnx_bytes))
-    spec.write(out / "preprocess.json")
-    write_text_atomic(out / "model_card.md", card)
+    out = write_bundle(
+        cfg.out,
+        {
+            "model.onnx": onnx_bytes,
+            "preprocess.json": spec.text().encode(),
+            "model_card.md": card.encode(),
+        },
+    )
     summary = [f"  {k:<22}{v:.4f}" for k, v in measured.items()]
     if temperature is not None:
         summary.append(f"  {'temperature':<22}{temperature:.4f}")

@@ -4,6 +4,7 @@ out, with the module's normalisation inside, so a runtime feeds decoded pixels a
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import warnings
 
@@ -56,6 +57,12 @@ def exportable(model: ExportedClassifier, input_size: tuple[int, int]) -> Export
     return model
 
 
+def torchscript_exporter(export) -> dict:
+    """The keyword that selects the TorchScript exporter of ``export`` (torch.onnx.export):
+    ``dynamo=False`` where that switch exists (torch >= 2.5), nothing where it does not."""
+    return {"dynamo": False} if "dynamo" in inspect.signature(export).parameters else {}
+
+
 def export_onnx(model: ExportedClassifier, example: torch.Tensor, opset: int = OPSET) -> bytes:
     """The serialised ONNX model of ``model``, traced on ``example`` (uint8 images).
 
@@ -64,14 +71,15 @@ def export_onnx(model: ExportedClassifier, example: torch.Tensor, opset: int = O
     """
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        # Exporter: the TorchScript-based one (dynamo=False), chosen explicitly. These models
-        # are fixed feed-forward graphs with no data-dependent control flow, which tracing
-        # captures exactly; its `dynamic_axes` gives a symbolic batch axis for any example
-        # size; it needs no onnxscript; it runs on every torch this package allows (>= 2.3,
-        # where dynamo=True did not exist yet); and it takes ~0.1-0.7 s against 3-4 s for the
-        # dynamo exporter on the test models. torch >= 2.9 defaults to the dynamo exporter
-        # (torch.export + onnxscript, opset >= 18, `dynamic_shapes`) and marks this one
-        # deprecated: when it is removed, switch to dynamo=True with
+        # Exporter: the TorchScript-based one, chosen explicitly. These models are fixed
+        # feed-forward graphs with no data-dependent control flow, which tracing captures
+        # exactly; its `dynamic_axes` gives a symbolic batch axis for any example size; it needs
+        # no onnxscript; it is the only exporter on every torch this package allows (>= 2.3);
+        # and it takes ~0.1-0.7 s against 3-4 s for the dynamo exporter on the test models.
+        # The `dynamo=` switch only exists from torch 2.5 (older releases have no dynamo
+        # exporter behind torch.onnx.export, so leaving it out selects the same one); torch >= 2.9
+        # defaults it to True (torch.export + onnxscript, opset >= 18, `dynamic_shapes`) and marks
+        # this exporter deprecated: when it is removed, switch to dynamo=True with
         # dynamic_shapes=({0: torch.export.Dim("batch")},) and an example batch of 2 or more
         # (torch.export specialises a size-1 axis); the parity check then guards the result.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
@@ -80,11 +88,11 @@ def export_onnx(model: ExportedClassifier, example: torch.Tensor, opset: int = O
             model,
             (example,),
             buffer,
-            dynamo=False,
             opset_version=opset,
             input_names=[INPUT],
             output_names=[OUTPUT],
             dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            **torchscript_exporter(torch.onnx.export),
         )
     return buffer.getvalue()
 

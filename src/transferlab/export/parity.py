@@ -47,7 +47,7 @@ class Parity:
 
 
 def compare_logits(
-    reference: torch.Tensor, candidates: Sequence[torch.Tensor], tolerance: float
+    reference: torch.Tensor, candidates: Sequence[torch.Tensor]
 ) -> tuple[float, int]:
     """(max |Δ| over every candidate, images whose argmax differs in any candidate)."""
     worst, mismatched = 0.0, torch.zeros(len(reference), dtype=torch.bool)
@@ -69,8 +69,19 @@ def measure_parity(
 ) -> Parity:
     """Run ``images`` (uint8) through onnxruntime at each batch size against PyTorch's logits."""
     outputs = [run_onnx(session, images, b) for b in batch_sizes]
-    worst, mismatches = compare_logits(reference, outputs, tolerance)
+    worst, mismatches = compare_logits(reference, outputs)
     return Parity(worst, mismatches, len(images), tuple(batch_sizes), tolerance)
+
+
+def check_batch_sizes(batch_sizes: Sequence[int]) -> None:
+    """Refuse a batch-size list that would not exercise one-image runs and a ragged batch."""
+    sizes = list(batch_sizes)
+    whole = all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in sizes)
+    if not (whole and 1 in sizes and any(b > 1 and b % 2 == 1 for b in sizes)):
+        raise ConfigError(
+            f"parity.batch_sizes={sizes} must hold 1 and an odd size above 1 (a ragged last "
+            "batch); use parity.batch_sizes=[1,7]."
+        )
 
 
 def require_parity(parity: Parity) -> None:
