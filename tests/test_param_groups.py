@@ -95,3 +95,26 @@ def test_non_positive_gamma(gamma):
 def test_non_positive_lr(lr):
     with pytest.raises(ConfigError, match="optimizer.lr must be a positive number"):
         linear_backbone_module(Strategy(), lr=lr)
+
+
+def test_the_parameter_table_shows_the_trainable_share_and_adapter_parameters():
+    from transferlab.callbacks import parameter_table, render
+
+    rows = [
+        {"group": "stem", "params": 1000, "trainable": 0, "lr": 0.0, "adapter": 0},
+        {"group": "layer1", "params": 1100, "trainable": 100, "lr": 1e-4, "adapter": 100},
+        {"group": "head", "params": 50, "trainable": 50, "lr": 1e-3, "adapter": 0},
+    ]
+    text = render(parameter_table(rows))
+    header = next(line for line in text.splitlines() if "group" in line)
+    assert [c.strip() for c in header.strip("│┃ ").replace("┃", "│").split("│")] == [
+        "group",
+        "params",
+        "adapter",
+        "trainable",
+        "%",
+        "lr",
+    ]
+    assert "9.1" in text and "150 of 2,150 parameters trainable (7.0%)" in text
+    plain = render(parameter_table([{**r, "adapter": 0} for r in rows]))
+    assert "adapter" not in plain

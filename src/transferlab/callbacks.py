@@ -32,11 +32,16 @@ def parameter_table(rows: list[dict]) -> Table:
     table = Table(
         caption=f"{trainable:,} of {total:,} parameters trainable ({100 * trainable / max(total, 1):.1f}%)"
     )
-    for col in ("group", "params", "trainable", "lr"):
+    adapters = any(r.get("adapter") for r in rows)  # a PEFT strategy added parameters
+    columns = ["group", "params", *(["adapter"] if adapters else []), "trainable", "%", "lr"]
+    for col in columns:
         table.add_column(col, justify="left" if col == "group" else "right")
     for r in rows:
         lr = f"{r['lr']:.2e}" if r["lr"] else "frozen"
-        table.add_row(r["group"], f"{r['params']:,}", f"{r['trainable']:,}", lr)
+        share = 100 * r["trainable"] / max(r["params"], 1)
+        cells = [r["group"], f"{r['params']:,}"]
+        cells += [f"{r.get('adapter', 0):,}"] if adapters else []
+        table.add_row(*cells, f"{r['trainable']:,}", f"{share:.1f}", lr)
     return table
 
 
