@@ -1,5 +1,6 @@
 """Calibration: ECE on known cases, reliability bins that agree with torchmetrics, temperature
-scaling that recovers a known temperature, and the reliability diagram file."""
+scaling that recovers a known temperature, the reliability diagram file, and the splits eval's
+temperature scaling uses for a source/target pair."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import math
 import pytest
 import torch
 
+from test_export import train_checkpoint
+from transferlab import compose
+from transferlab.build import build_datamodule, load_module
 from transferlab.calibration import (
     TEMPERATURE_RANGE,
     ReliabilityBins,
@@ -16,6 +20,8 @@ from transferlab.calibration import (
     fit_temperature,
     reliability_of_logits,
 )
+from transferlab.evaluate import evaluate
+from transferlab.export.inference import evaluation_logits
 from transferlab.outputs import write_reliability_diagram
 
 
@@ -98,3 +104,41 @@ def test_reliability_diagram_is_written(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert write_reliability_diagram({"test": None}, empty) is None
+
+
+def test_temperature_scaling_splits_of_a_domain_pair_are_those_test_metrics_score(tmp_path):
+    """For a source/target pair, test/ece and test/ece_temperature both score the target's
+    test set; the temperature is fitted on the source's validation split."""
+    ckpt = train_checkpoint(
+        tmp_path,
+        data=[
+            "data=digits_to_mnist",
+            "data.image_size=16",
+            "data.batch_size=256",
+            "data.target.val_fraction=0.05",
+            "data.target.test_fraction=0.05",
+        ],
+    )
+    cfg = compose(
+        [
+            f"ckpt_path={ckpt}",
+            "eval.calibrate=temperature",
+            "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false",
+        ],
+        "eval",
+        run_dir=tmp_path / "eval",
+        root_dir=tmp_path,
+    )
+    metrics = evaluate(cfg)
+    module, train_cfg = load_module(str(ckpt))
+    dm = build_datamodule(train_cfg, False)
+    dm.setup()
+    test = evaluation_logits(module, dm, "test")
+    assert len(test[1]) == len(dm.target_splits.test[1]) != len(dm.splits.test[1])
+    assert expected_calibration_error(*test) == pytest.approx(metrics["test/ece"], abs=1e-5)
+    t = metrics["calibration/temperature"]
+    assert t == pytest.approx(fit_temperature(*evaluation_logits(module, dm, "val")), rel=1e-6)
+    assert expected_calibration_error(*test, temperature=t) == pytest.approx(
+        metrics["test/ece_temperature"], abs=1e-6
+    )

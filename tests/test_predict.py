@@ -18,8 +18,9 @@ from test_export import export_cfg, refused, train_checkpoint
 from transferlab import compose
 from transferlab.build import build_datamodule, load_module
 from transferlab.calibration import expected_calibration_error
-from transferlab.evaluate import evaluate, evaluation_logits
+from transferlab.evaluate import evaluate
 from transferlab.export.cli import export
+from transferlab.export.inference import evaluation_logits
 from transferlab.predict import predict
 
 CLASSES = ["cat", "dog", "owl"]
@@ -51,7 +52,8 @@ def trained(tmp_path_factory):
         "data.num_workers=0",
     ]
     ckpt = train_checkpoint(root, data=data_overrides)
-    export(export_cfg(ckpt, root / "export", "calibrate=temperature"))
+    # every held-out image of this small set (test 24 + val 18), fewer than the default 64
+    export(export_cfg(ckpt, root / "export", "calibrate=temperature", "parity.num_images=42"))
     return data, ckpt, root / "export"
 
 
@@ -186,9 +188,14 @@ def test_the_commands_export_then_predict(trained, tmp_path):
 
     data, ckpt, _ = trained
     out = tmp_path / "export"
-    res = cli("transferlab-export", f"ckpt_path={ckpt}", f"out={out}", cwd=tmp_path)
+    res = cli(
+        "transferlab-export",
+        f"ckpt_path={ckpt}",
+        f"out={out}",
+        "parity.num_images=42",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    # every held-out image of this small set (test 24 + val 18; 64 where there are more)
     assert "ONNX parity on 42 held-out images: max |Δlogit|" in res.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "export.log",
@@ -206,3 +213,112 @@ def test_the_commands_export_then_predict(trained, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "18 predicted, 0 skipped" in res.stdout
     assert len(read_rows(pred)) == 18
+
+
+def test_fewer_held_out_images_than_parity_num_images_are_refused(trained, tmp_path, capsys):
+    _, ckpt, _ = trained
+    out = tmp_path / "export"
+    err = refused(export, export_cfg(ckpt, out), capsys)  # 42 held-out images, 64 asked for
+    assert "has 42 held-out images, fewer than parity.num_images=64" in err
+    assert "set parity.num_images=42 to check on those" in err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def array_model(tmp_path_factory):
+    """(folder of raw test PNGs, their evaluation logits, checkpoint, export dir) of a tiny model
+    on array data: scikit-learn's 8 px digits stretched to 20 px at load time, then an 18 px
+    crop (mnist_split, the default, loads its 28 px arrays the same way)."""
+    root = tmp_path_factory.mktemp("arrays")
+    data = ["data=digits", "data.image_size=20", "data.crop_size=18"]
+    ckpt = train_checkpoint(root, data=data)
+    module, train_cfg = load_module(str(ckpt))
+    dm = build_datamodule(train_cfg, False)
+    dm.setup()
+    n = 96
+    raw = dm.load().test[0][:n]  # the test split before setup's resize, in the same order
+    assert raw.shape[1:] == (1, 8, 8) and dm.splits.test[0].shape[-1] == 20
+    folder = root / "raw_test"
+    folder.mkdir()
+    for i, image in enumerate(raw):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i:03d}.png")
+    expected = evaluation_logits(module, dm, "test")[0][:n]
+    export(export_cfg(ckpt, root / "export"))
+    return folder, expected, ckpt, root / "export"
+
+
+def test_predict_on_array_data_applies_its_evaluation_transform(array_model, tmp_path):
+    folder, expected, ckpt, exported = array_model
+    spec = json.loads((exported / "preprocess.json").read_text())
+    assert (spec["resize_mode"], spec["resize"], spec["crop"]) == ("stretch", 20, 18)
+    from_ckpt = predict(predict_cfg(tmp_path / "c", f"ckpt_path={ckpt}", f"inputs={folder}"))
+    torch.testing.assert_close(from_ckpt.logits, expected, atol=1e-6, rtol=0)
+    onnx = predict(
+        predict_cfg(tmp_path / "o", f"model={exported / 'model.onnx'}", f"inputs={folder}")
+    )
+    torch.testing.assert_close(onnx.logits, expected, atol=1e-4, rtol=0)
+
+
+def test_an_image_folder_model_records_the_shorter_side_resize(trained):
+    _, _, exported = trained
+    spec = json.loads((exported / "preprocess.json").read_text())
+    assert spec["resize_mode"] == "shorter_side"
+    assert spec["transform"][1].startswith("resize the shorter side to 32")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("temperature=abc", "temperature must be a positive number, got 'abc'"),
+        ("temperature=0", "temperature must be a positive number, got 0"),
+        ("temperature=-1.5", "temperature must be a positive number, got -1.5"),
+        ("top_k=0", "top_k must be a whole number >= 1, got 0"),
+    ],
+)
+def test_bad_options_are_refused_before_any_image(override, message, tmp_path, capsys):
+    # no model and no inputs exist: the option is the first thing checked
+    cfg = predict_cfg(tmp_path / "out", "model=nowhere.onnx", "inputs=nothing/*.png", override)
+    assert message in refused(predict, cfg, capsys)
+
+
+def test_checkpoint_predictions_say_no_temperature_is_applied(trained, tmp_path, caplog):
+    data, ckpt, _ = trained
+    inputs = f"inputs={data / 'val/cat'}"
+    with caplog.at_level(logging.INFO, logger="transferlab"):
+        predict(predict_cfg(tmp_path / "a", f"ckpt_path={ckpt}", inputs))
+    said = [r.getMessage() for r in caplog.records if "no softmax temperature" in r.getMessage()]
+    assert len(said) == 1 and "export with calibrate=temperature" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="transferlab"):
+        predict(predict_cfg(tmp_path / "b", f"ckpt_path={ckpt}", inputs, "temperature=2"))
+    assert not any("no softmax temperature" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("case", "content"),
+    [
+        ("garbage", b"\x00\xffnot json"),
+        ("foreign", b'{"format": "someone-else/3", "channels": 3}'),
+        ("old_format", None),
+        ("a_list", b"[1, 2, 3]"),
+        ("bad_channels", None),
+        ("bad_resize_mode", None),
+    ],
+)
+def test_a_garbage_or_foreign_preprocess_json_is_refused(case, content, trained, tmp_path, capsys):
+    data, _, exported = trained
+    model = tmp_path / "model.onnx"
+    model.write_bytes((exported / "model.onnx").read_bytes())
+    record = json.loads((exported / "preprocess.json").read_text())
+    if case == "old_format":
+        record["format"] = "transferlab-preprocess/1"
+    elif case == "bad_channels":
+        record["channels"] = 4
+    elif case == "bad_resize_mode":
+        record["resize_mode"] = "squash"
+    (tmp_path / "preprocess.json").write_bytes(content or json.dumps(record).encode())
+    out = tmp_path / "out"
+    err = refused(predict, predict_cfg(out, f"model={model}", f"inputs={data / 'test'}"), capsys)
+    assert "is not a transferlab-preprocess/2 file" in err
+    assert "export the model again with transferlab-export" in err
+    assert not (out / "predictions.csv").exists()

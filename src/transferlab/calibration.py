@@ -162,3 +162,21 @@ def calibration_summary(
     if temperature is not None:
         out[f"{prefix}/ece_temperature"] = expected_calibration_error(logits, labels, temperature)
     return out
+
+
+Split = tuple[torch.Tensor, torch.Tensor]  # (logits [N, K], labels [N])
+
+
+def temperature_scaling(val: Split, test: Split) -> tuple[dict[str, float], dict]:
+    """(metrics, reliability curves) of a temperature fitted on ``val`` and applied to both.
+
+    Metrics: ``calibration/temperature``, ``val/ece_temperature``, ``test/ece_temperature``;
+    the curve is the test split's reliability after scaling, keyed by its diagram label.
+    """
+    t = fit_temperature(*val)
+    metrics = {
+        "calibration/temperature": t,
+        "val/ece_temperature": expected_calibration_error(*val, temperature=t),
+        "test/ece_temperature": expected_calibration_error(*test, temperature=t),
+    }
+    return metrics, {f"test, temperature {t:.3f}": reliability_of_logits(*test, temperature=t)}

@@ -15,48 +15,19 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from transferlab.build import build_datamodule, check_data_fits, load_module
-from transferlab.calibration import (
-    expected_calibration_error,
-    fit_temperature,
-    reliability_of_logits,
-)
+from transferlab.calibration import temperature_scaling
 from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError, run_or_explain
-from transferlab.export.inference import loader_logits, torch_logits
+from transferlab.export.inference import evaluation_logits
 from transferlab.files import write_json
 from transferlab.outputs import write_reliability_diagram
 
 log = logging.getLogger("transferlab")
 CALIBRATIONS = ("none", "temperature")
-
-
-def evaluation_logits(module, dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, labels) of a split through the evaluation transform, in the loader's order."""
-    module.eval()
-    return loader_logits(torch_logits(module), dm.eval_dataloader(split))
-
-
-def temperature_scaling(module, dm) -> tuple[dict[str, float], dict]:
-    """(metrics, reliability curves) of temperature scaling fitted on the validation split."""
-    val = evaluation_logits(module, dm, "val")
-    if len(val[1]) == 0:
-        raise ConfigError(
-            "eval.calibrate=temperature fits on the validation split, which is empty for this "
-            "data; use eval.calibrate=none or data with validation images."
-        )
-    test = evaluation_logits(module, dm, "test")
-    t = fit_temperature(*val)
-    metrics = {
-        "calibration/temperature": t,
-        "val/ece_temperature": expected_calibration_error(*val, temperature=t),
-        "test/ece_temperature": expected_calibration_error(*test, temperature=t),
-    }
-    return metrics, {f"test, temperature {t:.3f}": reliability_of_logits(*test, temperature=t)}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -77,7 +48,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for r in results for k, v in r.items()}
     curves = {"test": module.reliability}
     if calibrate == "temperature":
-        extra, scaled = temperature_scaling(module, dm)
+        # the loaders test/… was scored on: a pair's "test" is the target's test set
+        val, test = (evaluation_logits(module, dm, split) for split in ("val", "test"))
+        if len(val[1]) == 0:
+            raise ConfigError(
+                "eval.calibrate=temperature fits on the validation split, which is empty for "
+                "this data; use eval.calibrate=none or data with validation images."
+            )
+        extra, scaled = temperature_scaling(val, test)
         metrics.update(extra)
         curves.update(scaled)
         log.info(

@@ -1,9 +1,9 @@
 """Predict image classes: ``transferlab-predict model=DIR/model.onnx inputs=PATH [out=OUT]``
 (or ``ckpt_path=FILE`` instead of ``model=``) writes ``OUT/predictions.csv``.
 
-Inputs are image files, folders (searched recursively) or globs. Each image gets the evaluation
-transform (:mod:`transferlab.export.preprocess`); a file that cannot be decoded is skipped with
-one warning line and listed at the end. The CSV holds one row per readable image: path,
+Inputs are image files, folders (searched recursively) or globs. Each image gets the transform
+the model's evaluation used (:mod:`transferlab.export.preprocess`); a file that cannot be
+decoded is skipped with one warning line and listed at the end. The CSV holds one row per readable image: path,
 predicted class, confidence and the top-k classes, from ``softmax(logits / temperature)``.
 """
 
@@ -70,8 +70,35 @@ def open_model(cfg: DictConfig) -> tuple[Logits, Preprocess, str]:
     return (lambda images: run_onnx(session, images, len(images))), spec, f"ONNX {path}"
 
 
+def check_options(cfg: DictConfig) -> float | None:
+    """The ``temperature=`` override (None: the model's own), refused before any image is read
+    when it is not a positive number, as a ``top_k`` below 1 is."""
+    top_k = cfg.top_k
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ConfigError(f"top_k must be a whole number >= 1, got {top_k!r}; use top_k=5.")
+    if cfg.temperature is None:
+        return None
+    try:
+        temperature = float(cfg.temperature)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if isinstance(cfg.temperature, bool) or not 0 < temperature < float("inf"):
+        raise ConfigError(
+            f"temperature must be a positive number, got {cfg.temperature!r}; use temperature=1 "
+            "or leave it out for the exported one."
+        )
+    return temperature
+
+
 def predict(cfg: DictConfig) -> Predictions:
+    override = check_options(cfg)
     logits_of, spec, what = open_model(cfg)
+    if override is None and cfg.ckpt_path:
+        log.info(
+            "no softmax temperature is applied to checkpoint predictions (T = 1); for calibrated "
+            "confidences export with calibrate=temperature and predict with model=<export "
+            "dir>/model.onnx (or pass temperature=T)"
+        )
     inputs = cfg.inputs
     inputs = OmegaConf.to_container(inputs) if OmegaConf.is_list(inputs) else str(inputs)
     paths = find_inputs(inputs)
@@ -83,9 +110,7 @@ def predict(cfg: DictConfig) -> Predictions:
             f"None of the {len(paths)} input files could be read as an image (see the warnings "
             "above); point inputs= at image files."
         )
-    temperature = float(cfg.temperature) if cfg.temperature is not None else spec.temperature
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be a positive number, got {temperature}.")
+    temperature = override if override is not None else spec.temperature
     rows = prediction_rows(kept, logits, spec.class_names, temperature, cfg.top_k)
     csv = write_predictions(Path(cfg.out) / "predictions.csv", rows)
     print_summary(rows, skipped, what, temperature, csv)

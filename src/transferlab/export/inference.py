@@ -103,7 +103,7 @@ def prediction_rows(
     top_k: int = 5,
 ) -> list[dict]:
     """One row per image: path, prediction, confidence, then the top-k classes with theirs."""
-    k = max(1, min(top_k, len(class_names)))
+    k = min(top_k, len(class_names))  # top_k >= 1: predict refuses less
     probs = (logits.double() / temperature).softmax(-1)
     top_p, top_i = probs.topk(k, dim=-1)
     rows = []
@@ -142,3 +142,10 @@ def torch_logits(model: torch.nn.Module) -> Logits:
             return model(images.to(device)).cpu()
 
     return logits_of
+
+
+def evaluation_logits(module, dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of a datamodule's split through its evaluation loader, in its order
+    (for a source/target pair, ``test`` is the target's test set)."""
+    module.eval()
+    return loader_logits(torch_logits(module), dm.eval_dataloader(split))
