@@ -61,3 +61,17 @@ def test_an_empty_candidate_list_is_one_sentence(tmp_path):
 
     with pytest.raises(ConfigError, match="candidates is empty"):
         rank(["candidates=[]", f"out={tmp_path}"])
+
+
+def test_a_grey_source_head_scores_colour_target_images(make_cfg, tmp_path):
+    source_run = make_cfg(
+        ["data=synthetic", "data.num_samples=64", "data.channels=1", "trainer.max_epochs=1"]
+    )
+    train(source_run)
+    source = Path(source_run.paths.output_dir, "checkpoints", "best.ckpt")
+    cands = [candidate("tiny", "backbone=tiny", "backbone.weights=null", source=str(source))]
+    out = tmp_path / "ranking"
+    [ranked] = rank(
+        [f"candidates=[{','.join(cands)}]", f"out={out}", *TARGET, f"paths.root_dir={tmp_path}"]
+    )
+    assert ranked.scores["leep"] <= 0 and ranked.scores["nce"] <= 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from transferlab.data.domains import convert_channels
 from transferlab.files import write_atomic, write_text_atomic
 from transferlab.transfer_scores import h_score, knn_accuracy, leep, logme, nce, transrate
 
@@ -47,7 +48,13 @@ def source_probabilities(source, loader) -> torch.Tensor:
     """Softmax outputs of a source model (a TransferModule with its source head) over a loader."""
     source.eval()
     device = next(source.parameters()).device
-    return torch.cat([source(x.to(device)).softmax(-1).double().cpu() for x, _ in loader])
+    channels = source.extra.get("in_chans")  # grey sources on colour targets and back
+    return torch.cat(
+        [
+            source(convert_channels(x, channels).to(device)).softmax(-1).double().cpu()
+            for x, _ in loader
+        ]
+    )
 
 
 def source_scores(source_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
