@@ -26,6 +26,8 @@ ARMS = {
     "lora_r4": ["strategy=lora", "strategy.peft.r=4"],
     "lora_r8": ["strategy=lora", "strategy.peft.r=8"],
     "lora_r16": ["strategy=lora", "strategy.peft.r=16"],
+    # LoRA in the top 6 groups only: no backward pass, so no stored activations, below them
+    "lora_r8_top6": ["strategy=lora", "strategy.peft.r=8", "strategy.trainable_groups=6"],
     "bitfit": ["strategy=bitfit"],
     "adapters": ["strategy=adapters"],
 }
