@@ -1,8 +1,9 @@
 """The PEFT page's accuracy table: mean ± sample std of test accuracy over seeds, per arm and n,
-from the multirun dirs of the page's commands; writes results.csv and bars.png next to this
-file and prints the markdown table.
+from the multirun dirs of the page's commands; writes results_<name>.csv and bars_<name>.png
+next to this file and prints the markdown table.
 
-    .venv/bin/python experiments/peft/table.py outputs/multirun/peft_vit/lora outputs/multirun/peft_vit/baselines
+    .venv/bin/python experiments/peft/table.py vit outputs/multirun/peft_vit/*/
+    .venv/bin/python experiments/peft/table.py resnet18 outputs/multirun/peft_resnet18*/
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ def runs(sweep_dirs: list[str]) -> list[dict]:
                 continue
             overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
             given = dict(o.split("=", 1) for o in overrides)
-            arm = given["strategy"]
-            if "strategy.peft.r" in given:
-                arm += f"_r{given['strategy.peft.r']}"
-            if "strategy.trainable_groups" in given:
-                arm += f"_top{given['strategy.trainable_groups']}"
+            config = yaml.safe_load((job / "config.yaml").read_text())
+            strategy, arm = config["strategy"], given["strategy"]
+            if arm == "lora":
+                arm += f"_r{strategy['peft']['r']}"
+            if strategy.get("peft") and strategy["trainable_groups"] != "all":
+                arm += f"_top{strategy['trainable_groups']}"
             m = json.loads(metrics.read_text())
             rows.append(
                 {
                     "arm": arm,
-                    "n_per_class": int(given["data.n_per_class"]),
-                    "seed": int(given["seed"]),
+                    "n_per_class": int(config["data"]["n_per_class"]),
+                    "seed": int(config["seed"]),
                     "test_acc": m["test/acc"],
                     "val_acc": m["val/acc"],
                     "trainable": int(m["params/trainable"]),
@@ -104,13 +106,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    rows = runs(sys.argv[1:])
-    out = Path(__file__).parent / "results.csv"
+    name, sweeps = sys.argv[1], sys.argv[2:]
+    rows = runs(sweeps)
+    out = Path(__file__).parent / f"results_{name}.csv"
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["arm"], r["n_per_class"], r["seed"])))
-    plot(rows, Path(__file__).parent / "bars.png")
+    plot(rows, Path(__file__).parent / f"bars_{name}.png")
     print(markdown(rows))
 
 
