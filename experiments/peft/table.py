@@ -86,7 +86,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     ns = sorted({r["n_per_class"] for r in rows})
     arms = [a for a in ORDER if any(r["arm"] == a for r in rows)]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
     width = 0.8 / len(ns)
     for j, n in enumerate(ns):
         accs = [
@@ -100,7 +100,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xticks(range(len(arms)), arms, rotation=20)
     ax.set_ylabel("test accuracy (%)")
     ax.axhline(20, color="grey", lw=0.8, ls=":")  # chance, 5 classes
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
