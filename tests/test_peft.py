@@ -206,3 +206,14 @@ def test_gradual_unfreezing_opens_lora_updates_group_by_group_from_the_top(make_
     assert moved == {"5", "4", "3"}
     base = [k for k in state if ".base_layer." in k]
     assert base and all(torch.equal(state[k], start[k]) for k in base)
+
+
+def test_a_small_vit_is_built_from_model_args_and_a_typo_is_refused():
+    from transferlab.backbones import create_backbone
+    from transferlab.errors import ConfigError
+
+    vit = create_backbone("test_vit", model_args={"img_size": 32, "patch_size": 8})
+    assert vit(torch.rand(1, 3, 32, 32)).shape == (1, vit.num_features)
+    assert tuple(vit.model.patch_embed.patch_size) == (8, 8)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'patch_sise'"):
+        create_backbone("test_vit", model_args={"patch_sise": 8})

@@ -141,6 +141,8 @@ def create_backbone(
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as e:  # a model_args key the architecture does not take
+        if not model_args:
+            raise
         raise ConfigError(
             f"backbone.model_args {dict(model_args or {})} do not fit '{name}' ({e}); "
             "remove the setting it names."
