@@ -41,11 +41,20 @@ def test_yaml_parses_and_starts_with_a_comment(path):
     assert text.startswith("#"), f"{path} should open with a comment saying what it is"
 
 
+# groups of the rank and advise configs, not of train
+RANK_GROUPS = {"candidate_set"}
+
+
 @pytest.mark.parametrize(("group", "choice"), CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_every_choice_composes(make_cfg, group, choice):
     overrides = [f"{group}={choice}"]
     if group == "data" and choice == "image_folder":
         overrides.append("data.root=/tmp")
+    if group in RANK_GROUPS:
+        for config_name in ("rank", "advise"):
+            cfg = make_cfg(overrides, config_name=config_name)
+            assert cfg.candidates and all(c.overrides for c in cfg.candidates)
+        return
     cfg = make_cfg(overrides)
     assert HydraConfig.get().runtime.choices[group] == choice
     # interpolations resolve (no missing values besides those a user must give)
