@@ -9,7 +9,16 @@ from pathlib import Path
 import transferlab
 
 PACKAGE = Path(transferlab.__file__).parent
-ENTRY_POINTS = {"train", "evaluate", "preview", "report.cli", "export.cli", "predict", "rank", "advise"}
+ENTRY_POINTS = {
+    "train",
+    "evaluate",
+    "preview",
+    "report.cli",
+    "export.cli",
+    "predict",
+    "rank",
+    "advise",
+}
 # the modules that may read a DictConfig / call Hydra's instantiate: the config helper, the build
 # layer and the entry points
 CONFIG_READERS = {"config", "build", "build.parts", "build.checkpoint", "build.experiment"}

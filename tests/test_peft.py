@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from conftest import check_refused
 from transferlab.backbones import LayerGroup
@@ -168,7 +169,7 @@ def test_an_unknown_lora_target_names_the_close_module_names(make_cfg, capsys):
     check_refused(
         cfg,
         capsys,
-        "'attn.qkvv' matches no Linear or Conv2d layer of this backbone; "
+        "'attn.qkvv' matches no Linear or ungrouped Conv2d layer of this backbone; "
         "its names closest to it are attn.qkv",
     )
 
@@ -217,3 +218,36 @@ def test_a_small_vit_is_built_from_model_args_and_a_typo_is_refused():
     assert tuple(vit.model.patch_embed.patch_size) == (8, 8)
     with pytest.raises(ConfigError, match="unexpected keyword argument 'patch_sise'"):
         create_backbone("test_vit", model_args={"patch_sise": 8})
+
+
+def test_mlp_targets_outside_the_default_vit_targets_are_refused():
+    from transferlab.backbones import create_backbone
+    from transferlab.errors import ConfigError
+    from transferlab.strategies.peft import LoRA, inject_lora
+
+    with pytest.raises(ConfigError, match="strategy.peft.mlp=true adds the MLP layers"):
+        inject_lora(create_backbone("test_resnet").model, LoRA(mlp=True))
+
+
+def test_an_exported_lora_backbone_is_plain_timm_weights(make_cfg, capsys, tmp_path):
+    from transferlab.backbones import create_backbone
+    from transferlab.train import train
+
+    exported = tmp_path / "merged.safetensors"
+    cfg = make_cfg(
+        [
+            "data=synthetic",
+            "data.num_samples=64",
+            "strategy=lora",
+            "trainer.max_epochs=1",
+            f"export_backbone={exported}",
+        ]
+    )
+    train(cfg)
+    plain = create_backbone("test_resnet", weights=str(exported))  # loads with every key checked
+    assert not any("lora_" in n for n, _ in plain.model.named_parameters())
+    ckpt = Path(cfg.paths.output_dir, "checkpoints", "best.ckpt")
+    again = make_cfg(["data=synthetic", f"backbone.weights={ckpt}"])
+    with open_dict(again):
+        again.paths.output_dir = str(tmp_path / "refused")
+    check_refused(again, capsys, "holds a backbone with PEFT layers (LoRA or adapters)")

@@ -217,3 +217,10 @@ def test_a_checkpoint_from_before_the_strategy_name_was_dropped_still_loads(make
     torch.save(ckpt, old)
     module, _ = load_module(str(old))
     assert module.strategy.trainable_groups == "all"
+
+
+def test_ewc_with_a_peft_strategy_is_one_sentence(make_cfg, capsys, tmp_path):
+    cfg = make_cfg(
+        [*QUICK, "strategy=lora", "regularization=ewc", f"regularization.fisher={tmp_path}/f.st"]
+    )
+    check_refused(cfg, capsys, "regularization=ewc penalises moving the source weights")

@@ -194,6 +194,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     prefix = "backbone.model."
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if any(".base_layer." in k or ".lora_" in k or ".adapter" in k for k in state):
+        raise ConfigError(
+            f"'{path}' holds a backbone with PEFT layers (LoRA or adapters), not plain weights; "
+            "train that run with export_backbone=<file>.safetensors (LoRA is merged into it) "
+            "and set backbone.weights to that file."
+        )
     return state
 
 

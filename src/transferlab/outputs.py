@@ -3,6 +3,7 @@ backbone and Fisher, and the closing summary in the log."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def export_backbone(module: TransferModule, path: Path) -> None:
-    """The trained backbone as a timm state dict (safetensors), for later transfer."""
-    save_tensors(module.backbone.model.state_dict(), path)
+    """The trained backbone as a plain timm state dict (safetensors), for later transfer; LoRA
+    updates are merged into the base weights first (in a copy: the run's module is kept)."""
+    backbone = module.backbone
+    if getattr(backbone, "merge", None) is not None:
+        backbone = copy.deepcopy(backbone)
+        backbone.merge_adapters()
+    save_tensors(backbone.model.state_dict(), path)
     log.info("backbone weights exported to %s", path)
 
 

@@ -148,6 +148,12 @@ def build_regularizer(cfg: DictConfig, backbone, head, fisher_provider: Callable
     factory = instantiate(regularization)
     kwargs = {}
     if "fisher_provider" in inspect.signature(factory.func).parameters:
+        if getattr(backbone, "added", None):
+            raise ConfigError(
+                "regularization=ewc penalises moving the source weights, which this PEFT "
+                "strategy keeps frozen, and has no source Fisher for the parameters it adds; use "
+                "regularization=l2sp (it pulls them back towards their start) or none."
+            )
         kwargs["fisher_provider"] = fisher_provider
     return factory(backbone.model, head, **kwargs)
 

@@ -235,8 +235,14 @@ def inject_lora(model: nn.Module, spec: LoRA) -> None:
     """Replace the target layers of ``model`` in place by peft LoRA layers."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    vit = any(c.__name__ == "VisionTransformer" for c in type(model).__mro__)
+    if spec.mlp and (spec.target_modules or not vit):
+        raise ConfigError(
+            "strategy.peft.mlp=true adds the MLP layers to the default ViT targets only; list "
+            "the layers in strategy.peft.target_modules instead (e.g. [blocks.*.mlp.fc1])."
+        )
     patterns = spec.target_modules or default_targets(model, LORA_TARGETS, VIT_MLP * spec.mlp)
-    targets = resolve_targets(lora_layers(model), patterns, "Linear or Conv2d layer")
+    targets = resolve_targets(lora_layers(model), patterns, "Linear or ungrouped Conv2d layer")
     # an exact-name regex: peft's list form would also match any module ending in a name
     exact = "|".join(re.escape(t) for t in targets)
     config = LoraConfig(
