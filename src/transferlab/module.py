@@ -12,38 +12,14 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassCalibrationError,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.backbones import HEAD_GROUP, Backbone
 from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
+from transferlab.metrics import classification_metrics
 from transferlab.optim import MultiplierLR, build_param_groups, refresh_lrs, set_group_multiplier
 from transferlab.strategies import Strategy, backbone_multipliers
-
-
-def classification_metrics(
-    num_classes: int, prefix: str, calibration: bool = True
-) -> MetricCollection:
-    """Accuracy plus macro precision, recall, F1 and AUROC, named ``{prefix}acc`` etc., and with
-    ``calibration`` the expected calibration error (15 bins, l1) as ``{prefix}ece``."""
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "precision": MulticlassPrecision(num_classes, average="macro"),
-        "recall": MulticlassRecall(num_classes, average="macro"),
-        "f1": MulticlassF1Score(num_classes, average="macro"),
-        "auroc": MulticlassAUROC(num_classes),
-    }
-    if calibration:
-        metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
-    return MetricCollection(metrics, prefix=prefix)
 
 
 def _stochastic(m: nn.Module) -> bool:

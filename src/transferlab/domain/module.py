@@ -8,7 +8,8 @@ import math
 import torch
 
 from transferlab.domain.methods import Alignment
-from transferlab.module import TransferModule, classification_metrics
+from transferlab.metrics import classification_metrics
+from transferlab.module import TransferModule
 
 ORACLE_MONITOR = "val_target/acc"
 
