@@ -224,3 +224,44 @@ def test_ewc_with_a_peft_strategy_is_one_sentence(make_cfg, capsys, tmp_path):
         [*QUICK, "strategy=lora", "regularization=ewc", f"regularization.fisher={tmp_path}/f.st"]
     )
     check_refused(cfg, capsys, "regularization=ewc penalises moving the source weights")
+
+
+@pytest.mark.slow  # a real Ctrl-C on a training process, then its resume command
+def test_ctrl_c_on_a_run_prints_a_resume_command_that_resumes_it(tmp_path):
+    import shlex
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "transferlab-train"), "backbone=tiny"]
+    cmd += ["backbone.weights=null", "data=synthetic", "trainer.max_epochs=200"]
+    cmd += ["trainer.accelerator=cpu", "print_config=false", "logger=none", f"hydra.run.dir={run}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    lines = out.splitlines()
+    hint = lines[next(i for i, line in enumerate(lines) if "resume with:" in line) + 1]
+    assert "resume with:" in (run / "train.log").read_text()
+    resumed = shlex.split(hint.strip())
+    resumed[resumed.index("trainer.max_epochs=200")] = "trainer.max_epochs=1"  # just start it
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / resumed[0]), *resumed[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "resuming from" in (run / "train.log").read_text(), done.stderr[-2000:]
