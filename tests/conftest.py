@@ -56,3 +56,10 @@ def check_refused(cfg, capsys, message: str) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
     assert not Path(cfg.paths.output_dir, "metrics.json").exists()
+
+
+def calibrated_eval_config(ckpt, tmp_path):
+    """The ``transferlab-eval`` config that scores ``ckpt`` with temperature scaling on CPU."""
+    overrides = [f"ckpt_path={ckpt}", "eval.calibrate=temperature", "trainer.accelerator=cpu"]
+    overrides.append("trainer.enable_progress_bar=false")
+    return compose(overrides, "eval", run_dir=tmp_path / "eval", root_dir=tmp_path)

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
+from conftest import calibrated_eval_config
 from test_export import train_checkpoint
-from transferlab import compose
 from transferlab.build import build_datamodule, load_module
 from transferlab.calibration import (
     TEMPERATURE_RANGE,
@@ -119,17 +119,7 @@ def test_temperature_scaling_splits_of_a_domain_pair_are_those_test_metrics_scor
             "data.target.test_fraction=0.05",
         ],
     )
-    cfg = compose(
-        [
-            f"ckpt_path={ckpt}",
-            "eval.calibrate=temperature",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
-        ],
-        "eval",
-        run_dir=tmp_path / "eval",
-        root_dir=tmp_path,
-    )
+    cfg = calibrated_eval_config(ckpt, tmp_path)
     metrics = evaluate(cfg)
     module, train_cfg = load_module(str(ckpt))
     dm = build_datamodule(train_cfg, False)

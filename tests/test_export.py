@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import calibrated_eval_config
 from transferlab import TINY_CPU, compose
 from transferlab.errors import run_or_explain
 from transferlab.export import bundle as bundle_module
@@ -91,17 +92,7 @@ def test_temperature_is_stored_with_the_export_as_eval_fits_it(resnet_ckpt, tmp_
     out = tmp_path / "export"
     export(export_cfg(resnet_ckpt, out, "calibrate=temperature"))
     stored = json.loads((out / "preprocess.json").read_text())["temperature"]
-    eval_cfg = compose(
-        [
-            f"ckpt_path={resnet_ckpt}",
-            "eval.calibrate=temperature",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
-        ],
-        "eval",
-        run_dir=tmp_path / "eval",
-        root_dir=tmp_path,
-    )
+    eval_cfg = calibrated_eval_config(resnet_ckpt, tmp_path)
     metrics = evaluate(eval_cfg)
     assert stored == pytest.approx(metrics["calibration/temperature"], rel=1e-6)
     assert {"val/ece", "test/ece", "val/ece_temperature", "test/ece_temperature"} <= set(metrics)

@@ -220,10 +220,9 @@ class TransferModule(pl.LightningModule):
 
     def accept_features(self) -> None:
         """From now on batches hold backbone features, not images (the head trains on them)."""
-        if self.feature_cache_blockers():
-            raise ConfigError(
-                f"This run cannot train on cached features: {self.feature_cache_blockers()[0]}."
-            )
+        blockers = self.feature_cache_blockers()
+        if blockers:
+            raise ConfigError(f"This run cannot train on cached features: {blockers[0]}.")
         self.inputs_are_features = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
