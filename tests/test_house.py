@@ -18,10 +18,18 @@ ENTRY_POINTS = {
     "predict",
     "rank",
     "advise",
+    "train_heads",  # the job runner of hydra/launcher=heads
 }
 # the modules that may read a DictConfig / call Hydra's instantiate: the config helper, the build
 # layer and the entry points
-CONFIG_READERS = {"config", "build", "build.parts", "build.checkpoint", "build.experiment"}
+CONFIG_READERS = {
+    "config",
+    "build",
+    "build.parts",
+    "build.checkpoint",
+    "build.experiment",
+    "build.head_sweep",
+}
 
 
 def module_names() -> dict[str, Path]:

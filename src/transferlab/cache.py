@@ -152,6 +152,9 @@ class FeatureData(pl.LightningDataModule):
             batch_size=self.batch_size if train else max(self.batch_size, EVAL_BATCH),
             sampler=EpochShuffle(len(y), self.seed) if train else None,
             drop_last=train and self.drop_last,
+            # its own generator: starting an epoch draws no number from the global RNG, so the
+            # head's dropout masks depend only on the seed (transferlab.head_sweep relies on it)
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -295,7 +295,19 @@ class TransferModule(pl.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
-        """Build every param group once: one per layer group (+ a no-decay half), head last."""
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else 0  # MultiplierLR rejects unknown lengths
+        optimizer, scheduler = self.build_optimizer(total)
+        if scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def build_optimizer(self, total_steps: int):
+        """(optimizer, per-step LR scheduler or None) over every param group, built once: one
+        per layer group (+ a no-decay half), head last; ``total_steps`` sizes the schedule."""
         kw = self.optimizer_factory.keywords
         no_decay = getattr(self.backbone.model, "no_weight_decay", lambda: set())()
         groups = build_param_groups(
@@ -307,14 +319,8 @@ class TransferModule(pl.LightningModule):
         )
         optimizer = self.optimizer_factory(groups)
         if self.schedule is None:
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else 0  # MultiplierLR rejects unknown lengths
-        scheduler = MultiplierLR(optimizer, self.schedule, total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+            return optimizer, None
+        return optimizer, MultiplierLR(optimizer, self.schedule, total_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["transferlab"] = {**self.extra, "lr_multipliers": list(self.lr_multipliers)}

@@ -9,6 +9,7 @@ import inspect
 import re
 from collections.abc import Callable
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -80,13 +81,15 @@ def build_module(
     for_training: bool = True,
     augmentation: Augmentation | None = None,
     fisher_provider: Callable | None = None,
+    backbone=None,
 ) -> TransferModule:
     """Backbone + head + strategy + optimizer (+ regulariser) from the config; no data access.
 
     ``for_training=False`` builds the architecture only, for loading a checkpoint into: no
     pretrained weights are read and no regulariser is set up. ``augmentation`` is the run's
     (built from ``cfg`` when not given); ``fisher_provider(source_ckpt, num_samples)`` serves
-    regularisers that estimate a Fisher from a source run (EWC).
+    regularisers that estimate a Fisher from a source run (EWC). ``backbone``: an already built
+    (frozen) backbone to put the new head on, shared with other modules (a head sweep).
     """
     check_number(cfg.optimizer.get("lr"), "optimizer.lr", positive=True)
     check_number(cfg.optimizer.get("weight_decay", 0.0), "optimizer.weight_decay")
@@ -94,15 +97,21 @@ def build_module(
     overrides = {"in_chans": in_chans}
     if strategy.reinit or not for_training:
         overrides.update(pretrained=False, weights=None)
-    backbone = instantiate_part(cfg.backbone, "backbone", **overrides)
-    if strategy.peft is not None:
-        from transferlab.strategies import apply_peft
+    if backbone is None:
+        backbone = instantiate_part(cfg.backbone, "backbone", **overrides)
+        if strategy.peft is not None:
+            from transferlab.strategies import apply_peft
 
-        # before the regulariser anchors and before a checkpoint loads: both see adapter names
-        backbone = apply_peft(backbone, strategy.peft)
-    head = instantiate_part(
-        cfg.head, "head", in_features=backbone.num_features, num_classes=num_classes
-    )
+            # before the regulariser anchors and before a checkpoint loads: both see adapters
+            backbone = apply_peft(backbone, strategy.peft)
+    # the head's first weights depend on the seed and the head config only, not on how many
+    # random numbers the backbone drew: runs that differ in head settings alone start alike
+    # (hydra/launcher=heads trains them in one process and relies on it)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.get("seed") or 0)
+        head = instantiate_part(
+            cfg.head, "head", in_features=backbone.num_features, num_classes=num_classes
+        )
     regularizer = build_regularizer(cfg, backbone, head, fisher_provider) if for_training else None
     batch_augment = None
     if for_training and cfg.get("augmentation"):
