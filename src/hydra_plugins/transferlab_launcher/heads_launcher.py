@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class HeadsLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        start = time.perf_counter()
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         configs = []
@@ -82,7 +84,10 @@ class HeadsLauncher(Launcher):
                 shutil.rmtree(sweep_dir)
             exit_refused(e)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info(f"Training {len(configs)} heads in this process over one backbone pass")
+        log.info(
+            f"Training {len(configs)} heads in this process over one backbone pass "
+            f"(configs composed in {time.perf_counter() - start:.1f} s)"
+        )
         results = []
         for idx, (sweep_config, overrides) in enumerate(zip(configs, job_overrides, strict=True)):
             log.info(f"\t#{initial_job_idx + idx} : {' '.join(filter_overrides(overrides))}")
@@ -97,4 +102,5 @@ class HeadsLauncher(Launcher):
                 )
             )
         self.sweep.finish()
+        log.info(f"{len(configs)} heads trained and written in {time.perf_counter() - start:.1f} s")
         return results
