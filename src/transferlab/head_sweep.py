@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
 
-from transferlab.cache import FeatureData
+from transferlab.cache import EVAL_BATCH, FeatureData
+from transferlab.data.sampling import EpochShuffle
 from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
 
@@ -58,14 +58,25 @@ def better(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
+def batches(x: torch.Tensor, y: torch.Tensor, order: list[int], size: int, drop_last=False):
+    """(features, labels) batches of ``size`` rows in ``order``: what a DataLoader with that
+    order gives, gathered in one indexing op per batch instead of row by row."""
+    stop = len(order) - len(order) % size if drop_last else len(order)
+    for i in range(0, stop, size):
+        rows = torch.tensor(order[i : i + size])
+        yield x[rows], y[rows]
+
+
 @torch.no_grad()
-def evaluate(module: TransferModule, loader: DataLoader, stage: str) -> dict[str, float]:
-    """``stage/loss`` and the stage's metric collection over ``loader``, in eval mode."""
-    module.eval()
+def evaluate(module: TransferModule, data: FeatureData, stage: str) -> dict[str, float]:
+    """``stage/loss`` and the stage's metric collection over a split, the head in eval mode
+    (on features the backbone never runs, so only the head's mode matters)."""
+    module.head.eval()
     metrics = module.val_metrics if stage == "val" else module.test_metrics
     loss = WeightedMean()
     device = module.mean.device
-    for x, y in loader:
+    x_all, y_all = data.features[stage]
+    for x, y in batches(x_all, y_all, list(range(len(y_all))), max(data.batch_size, EVAL_BATCH)):
         x, y = x.to(device), y.to(device)
         logits = module(x)
         loss.update(module.criterion(logits, y), len(y))
@@ -80,11 +91,14 @@ def evaluate(module: TransferModule, loader: DataLoader, stage: str) -> dict[str
     return {f"{stage}/loss": loss.compute(), **out}
 
 
-def train_epoch(module, loader, optimizer, scheduler, clip: float | None) -> dict[str, float]:
+def train_epoch(module, data: FeatureData, epoch: int, optimizer, scheduler, clip) -> dict:
     """One epoch of head training; returns ``train/…`` metrics (the loss as last step / mean)."""
-    module.train()  # re-applies the BN policy, as on_train_epoch_start does
+    module.head.train()
     loss_mean, device, params = WeightedMean(), module.mean.device, trainable(optimizer)
-    for x, y in loader:
+    x_all, y_all = data.features["train"]
+    order = EpochShuffle(len(y_all), data.seed)  # the order the run's loader serves
+    order.set_epoch(epoch)
+    for x, y in batches(x_all, y_all, list(order), data.batch_size, data.drop_last):
         x, y = x.to(device), y.to(device)
         loss, _ = module.classification_loss(x, y)
         optimizer.zero_grad(set_to_none=True)
@@ -136,19 +150,17 @@ def fit_head(
 ) -> HeadFit:
     """Train ``module``'s head on cached features for ``epochs``, keep the best epoch by
     ``monitor`` (the last one without validation data), then score it on val and test."""
-    train_loader = data.train_dataloader()
-    steps = epochs * len(train_loader)
-    optimizer, scheduler = module.build_optimizer(steps)
-    val_loader = data.val_dataloader() if len(data.features["val"][1]) else None
+    n_train = len(data.features["train"][1])
+    per_epoch = n_train // data.batch_size if data.drop_last else -(-n_train // data.batch_size)
+    optimizer, scheduler = module.build_optimizer(epochs * per_epoch)
+    has_val = len(data.features["val"][1]) > 0
     fit = HeadFit(metrics={})
-    best, step, train = None, 0, {}
+    best, train = None, {}
     for epoch in range(epochs):
-        train_loader.sampler.set_epoch(epoch)
-        train = train_epoch(module, train_loader, optimizer, scheduler, clip)
-        step += len(train_loader)
-        row = {"epoch": epoch, "step": step, **train}
-        if val_loader is not None:
-            row.update(evaluate(module, val_loader, "val"))
+        train = train_epoch(module, data, epoch, optimizer, scheduler, clip)
+        row = {"epoch": epoch, "step": (epoch + 1) * per_epoch, **train}
+        if has_val:
+            row.update(evaluate(module, data, "val"))
         fit.history.append(row)
         score = row.get(monitor)
         if score is None:
@@ -162,10 +174,10 @@ def fit_head(
             fit.best_state = copy.deepcopy(module.head.state_dict())
     module.head.load_state_dict(fit.best_state)
     fit.metrics.update(train)
-    if val_loader is not None:
-        fit.metrics.update(evaluate(module, val_loader, "val"))
+    if has_val:
+        fit.metrics.update(evaluate(module, data, "val"))
     if len(data.features["test"][1]):
-        fit.metrics.update(evaluate(module, data.test_dataloader(), "test"))
+        fit.metrics.update(evaluate(module, data, "test"))
     rows = module.parameter_report()
     fit.metrics["params/trainable"] = float(sum(r["trainable"] for r in rows))
     fit.metrics["params/total"] = float(sum(r["params"] for r in rows))

@@ -9,6 +9,7 @@ so this module holds the thin Hydra adapter and nothing else.
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -27,6 +28,22 @@ from transferlab.sweep import run_isolated
 from transferlab.train_heads import HeadSweep
 
 log = logging.getLogger(__name__)
+
+
+def remember_sweep_configs(loader) -> None:
+    """Compose each job once: the sweeper composes every job of a batch to check it, then the
+    launcher would compose each again (in a head sweep that is most of the time it takes). The
+    checked configs are kept and handed to the launcher, each once."""
+    compose, kept = loader.load_sweep_config, {}
+
+    def load_sweep_config(master_config, sweep_overrides):
+        key = (id(master_config), tuple(sweep_overrides))
+        if key in kept:
+            return kept.pop(key)
+        kept[key] = compose(master_config, sweep_overrides)
+        return copy.deepcopy(kept[key])  # the sweeper's copy; the launcher gets the kept one
+
+    loader.load_sweep_config = load_sweep_config
 
 
 class HeadsLauncher(Launcher):
@@ -50,6 +67,7 @@ class HeadsLauncher(Launcher):
                 )
             )
         self.config, self.hydra_context = config, hydra_context
+        remember_sweep_configs(hydra_context.config_loader)
 
     def job(self, cfg: DictConfig) -> float:
         """One job: the shared parts on the first (a refusal there stops the sweep), then the
