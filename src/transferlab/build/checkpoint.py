@@ -117,6 +117,7 @@ def load_module(path: str) -> tuple[TransferModule, DictConfig]:
         [1.0] * channels,
         extra=saved,
         for_training=False,
+        task=saved.get("task", "classification"),
     )
     try:
         module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too

@@ -106,6 +106,8 @@ class ImageDataModule(pl.LightningDataModule):
     # Whether mirroring keeps an image's label; digit data say no, and pipelines then skip
     # the horizontal flip unless it is asked for explicitly.
     flip_safe: bool = True
+    # what the labels are: class indices (image sets are always classified)
+    task = "classification"
 
     def __init__(
         self,
