@@ -176,7 +176,7 @@ def create_text_backbone(
         transformer = AutoModel.from_config(config)
     if getattr(transformer, "pooler", None) is not None:
         transformer.pooler = None  # pooling is ours; an unused pooler would get no gradients
-    encoder = TextEncoder(transformer, pooling)
+    encoder = TextEncoder(transformer, pooling).train()  # from_pretrained leaves eval mode
     if weights:
         state = read_state_dict(weights)
         try:
