@@ -75,7 +75,15 @@ def tiny_text_model(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     root = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TEXT_WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *TEXT_WORDS,
+        *"abcdefghijklmnopqrstuvwxyz",
+    ]
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(root)
     config = BertConfig(
         vocab_size=len(vocab),

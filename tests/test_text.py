@@ -36,9 +36,9 @@ def test_padding_does_not_change_a_texts_features(tiny_text_model, pooling):
     backbone = create_text_backbone(str(tiny_text_model), pooling=pooling).eval()
     alone = backbone(tokens(tiny_text_model, ["good movie"]))
     padded = backbone(tokens(tiny_text_model, ["good movie", "the bad sad awful ugly day"]))
-    assert tokens(tiny_text_model, ["good movie", "the bad sad awful ugly day"])[
-        "attention_mask"
-    ][0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert tokens(tiny_text_model, ["good movie", "the bad sad awful ugly day"])["attention_mask"][
+        0
+    ].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
     torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
 
 
@@ -89,7 +89,11 @@ def test_vader_splits_are_stratified_deterministic_and_shared(make_cfg, tiny_tex
         dm.setup()
         return dm.splits
 
-    polarity, again, valence = splits("vader_polarity"), splits("vader_polarity"), splits("vader_valence")
+    polarity, again, valence = (
+        splits("vader_polarity"),
+        splits("vader_polarity"),
+        splits("vader_valence"),
+    )
     n = sum(len(getattr(polarity, s)[1]) for s in ("train", "val", "test"))
     assert n > 7000
     for split in ("train", "val", "test"):

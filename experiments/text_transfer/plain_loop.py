@@ -53,8 +53,13 @@ def batches(tokenizer, texts, bs: int, order=None):
     order = list(order)
     for i in range(0, len(order), bs):
         idx = order[i : i + bs]
-        enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=32,
-                        return_tensors="pt")
+        enc = tokenizer(
+            [texts[j] for j in idx],
+            padding=True,
+            truncation=True,
+            max_length=32,
+            return_tensors="pt",
+        )
         yield idx, enc["input_ids"], enc["attention_mask"]
 
 
@@ -158,7 +163,9 @@ def logistic_regression(args, splits) -> dict:
     encoder = AutoModel.from_pretrained(model_dir(), add_pooling_layer=False)
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = splits
     tr, va, te = (embed(encoder, tokenizer, x) for x in (tr_x, va_x, te_x))
-    fits = [LogisticRegression(C=c, max_iter=3000).fit(tr, tr_y) for c in (0.01, 0.1, 1.0, 10.0, 100.0)]
+    fits = [
+        LogisticRegression(C=c, max_iter=3000).fit(tr, tr_y) for c in (0.01, 0.1, 1.0, 10.0, 100.0)
+    ]
     best = max(fits, key=lambda m: m.score(va, va_y))
     return {
         **{f"val/{k}": v for k, v in scores(best.predict(va), va_y, False).items()},

@@ -20,7 +20,9 @@ run() {  # run NAME SEED OVERRIDES...: one framework run, checkpoints dropped (2
   $TRAIN $COMMON seed=$seed hydra.run.dir=$dir "$@" > "$OUT/logs/${name}_s$seed.log" 2>&1
   rm -rf "$dir/checkpoints"
 }
-plain() {  # plain ARGS...: the plain transformers + torch loop
+plain() {  # plain FILE ARGS...: the plain transformers + torch loop, unless FILE is there
+  local file=$OUT/plain/$1.json; shift
+  [ -f "$file" ] && return 0
   $PY experiments/text_transfer/plain_loop.py --out $OUT/plain "$@" >> "$OUT/logs/plain.log" 2>&1
 }
 
@@ -28,9 +30,9 @@ mkdir -p $OUT/logs
 for seed in 0 1 2; do
   run fe $seed data=vader_polarity strategy=feature_extraction trainer.max_epochs=$E_HEAD
   run full $seed data=vader_polarity strategy=full strategy.backbone_lr_mult=0.05 trainer.max_epochs=$E
-  plain --arm fe --seed $seed --epochs $E_HEAD
-  plain --arm full --seed $seed --epochs $E
-  plain --arm logreg --seed $seed
+  plain polarity_fe_n1000_s$seed --arm fe --seed $seed --epochs $E_HEAD
+  plain polarity_full_n1000_s$seed --arm full --seed $seed --epochs $E
+  plain polarity_logreg_n1000_s$seed --arm logreg --seed $seed
   run layer_decay $seed data=vader_polarity strategy=layer_decay strategy.layer_decay=0.95 \
     strategy.backbone_lr_mult=0.05 trainer.max_epochs=$E
   run gradual_unfreeze $seed data=vader_polarity strategy=gradual_unfreeze \
@@ -43,17 +45,14 @@ for seed in 0 1 2; do
   run valence_fe $seed data=vader_valence strategy=feature_extraction trainer.max_epochs=$E_HEAD
   run valence_full $seed data=vader_valence strategy=full strategy.backbone_lr_mult=0.05 \
     trainer.max_epochs=$E
-  plain --arm full --task valence --seed $seed --epochs $E
 done
-# sample efficiency E(n): transfer (feature extraction, full) against scratch at fewer texts
+# sample efficiency E(n): transfer (feature extraction) against scratch at fewer texts
 for n in 100 300; do
   for seed in 0 1 2; do
     run fe_n$n $seed data=vader_polarity data.train_size=$n strategy=feature_extraction \
       trainer.max_epochs=$E_HEAD
     run scratch_n$n $seed data=vader_polarity data.train_size=$n strategy=scratch \
       optimizer.lr=3e-4 trainer.max_epochs=$E
-    run full_n$n $seed data=vader_polarity data.train_size=$n strategy=full \
-      strategy.backbone_lr_mult=0.05 trainer.max_epochs=$E
   done
 done
 $PY experiments/text_transfer/throughput.py --out $OUT/throughput.json > "$OUT/logs/throughput.log" 2>&1

@@ -30,6 +30,8 @@ class RegressionLoss(nn.Module):
 
 def loss_task(name: str, data_task: str) -> str:
     """The task the loss ``name`` trains on data of ``data_task``; a mismatch is refused."""
+    if data_task not in ("classification", "regression"):
+        raise ValueError(f"unknown data task {data_task!r}")  # a programming error, not input
     if name != "auto" and name not in LOSSES:
         raise ConfigError(f"loss.name must be auto or one of {', '.join(LOSSES)}, got {name!r}.")
     task = data_task if name == "auto" else LOSSES[name]

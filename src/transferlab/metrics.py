@@ -4,12 +4,6 @@ classes; MAE, RMSE, R² and Spearman correlation for a continuous target."""
 from __future__ import annotations
 
 from torchmetrics import MetricCollection
-from torchmetrics.regression import (
-    MeanAbsoluteError,
-    MeanSquaredError,
-    R2Score,
-    SpearmanCorrCoef,
-)
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -17,6 +11,12 @@ from torchmetrics.classification import (
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+)
+from torchmetrics.regression import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    R2Score,
+    SpearmanCorrCoef,
 )
 
 from transferlab.calibration import ECE_BINS

@@ -80,7 +80,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     augmentation = build_augmentation(cfg)
     dm = build_datamodule(cfg, augmentation=augmentation)
     dm.setup()
-    if dm.task == "regression":
+    if dm.task_type == "regression":
         regression_monitor(cfg)
     elif dm.num_classes < 2:
         raise ConfigError(
@@ -89,7 +89,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
-    extra["task"] = dm.task
+    extra["task"] = dm.task_type
     module = build_module(
         cfg,
         dm.num_classes,
@@ -98,7 +98,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         extra=extra,
         augmentation=augmentation,
         fisher_provider=source_fisher,
-        task=dm.task,
+        task=dm.task_type,
     )
     apply_speed_settings(resolved.get("speed"), module, dm)
     cached = use_cache(module.strategy.cache_features, module, dm)

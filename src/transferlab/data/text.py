@@ -88,7 +88,7 @@ class TextDataModule(pl.LightningDataModule):
         drop_last: drop the last incomplete training batch.
     """
 
-    task = "classification"
+    task_type = "classification"
     flip_safe = False
 
     def __init__(
@@ -166,7 +166,7 @@ class TextDataModule(pl.LightningDataModule):
         """The first ``train_size`` texts of a seeded stratified order (all when null)."""
         if self.train_size is None or self.train_size >= len(labels):
             return texts, labels
-        strata = labels.numpy() if self.task == "classification" else None
+        strata = labels.numpy() if self.task_type == "classification" else None
         _, keep = split_parts(len(labels), strata, [self.train_size / len(labels)], self.seed)
         keep = np.sort(keep)
         return [texts[i] for i in keep], labels[keep]

@@ -70,15 +70,18 @@ class TextFileData(TextDataModule):
         if task not in TASKS:
             raise ConfigError(f"data.task must be one of {TASKS}, got {task!r}.")
         self.files = {"train": train, "val": val, "test": test}
-        self.columns, self.task = (text_column, label_column), task
-        self.fractions = (val_fraction if val is None else 0.0, test_fraction if test is None else 0.0)
+        self.columns, self.task_type = (text_column, label_column), task
+        self.fractions = (
+            val_fraction if val is None else 0.0,
+            test_fraction if test is None else 0.0,
+        )
 
     def load(self) -> TextSplits:
         rows = {k: read_rows(v, self.columns) for k, v in self.files.items() if v}
         texts, raw = zip(*rows["train"], strict=True)
-        names = sorted(set(raw)) if self.task == "classification" else [self.columns[1]]
+        names = sorted(set(raw)) if self.task_type == "classification" else [self.columns[1]]
         labels = self.labels(raw, names, self.files["train"])
-        strata = labels.numpy() if self.task == "classification" else None
+        strata = labels.numpy() if self.task_type == "classification" else None
         parts = split_parts(len(labels), strata, self.fractions, self.seed)
         split = {
             name: ([texts[i] for i in p], labels[p])
@@ -92,7 +95,7 @@ class TextFileData(TextDataModule):
 
     def labels(self, raw, names: list[str], path: str) -> torch.Tensor:
         """Class indices of ``raw`` by ``names`` (float targets for regression)."""
-        if self.task == "regression":
+        if self.task_type == "regression":
             try:
                 return torch.tensor([float(v) for v in raw], dtype=torch.float32)
             except ValueError as e:
@@ -152,13 +155,13 @@ class VaderLexicon(TextDataModule):
         if not 0 < neutral_band < 4:
             raise ConfigError(f"data.neutral_band must be in (0, 4), got {neutral_band}.")
         self.band, self.fractions = neutral_band, (val_fraction, test_fraction)
-        self.task = "regression" if regression else "classification"
+        self.task_type = "regression" if regression else "classification"
 
     def load(self) -> TextSplits:
         texts, ratings = vader_lexicon()
         polarity = np.where(ratings <= -self.band, 0, np.where(ratings >= self.band, 2, 1))
         parts = split_parts(len(texts), polarity, self.fractions, self.seed)
-        if self.task == "regression":
+        if self.task_type == "regression":
             labels, names = torch.tensor(ratings, dtype=torch.float32), ["valence"]
         else:
             labels, names = torch.tensor(polarity, dtype=torch.long), POLARITY
