@@ -14,6 +14,7 @@ from transferlab.backbones import create_text_backbone, load_tokenizer
 from transferlab.backbones import text as text_backbones
 from transferlab.build import build_datamodule, build_module
 from transferlab.errors import ConfigError
+from transferlab.evaluate import evaluate
 from transferlab.train import train
 
 
@@ -235,4 +236,10 @@ def test_text_regression_trains_and_reports_regression_metrics(make_cfg, tiny_te
     assert {"test/mae", "test/rmse", "test/r2", "test/spearman"} <= metrics.keys()
     assert "test/acc" not in metrics and cfg.optimized_metric == "val/r2"
     assert metrics["test/rmse"] >= metrics["test/mae"] > 0
-    assert Path(cfg.paths.output_dir, "checkpoints", "best.ckpt").is_file()
+    ckpt = Path(cfg.paths.output_dir, "checkpoints", "best.ckpt")
+    scored = evaluate(make_cfg([f"ckpt_path={ckpt}", "trainer.accelerator=cpu"], "eval"))
+    assert scored["test/mae"] == pytest.approx(metrics["test/mae"], rel=1e-5)
+    from transferlab.build import load_module, require_image_model
+
+    with pytest.raises(ConfigError, match="score it with transferlab-eval"):
+        require_image_model(load_module(str(ckpt))[0], "transferlab-export")
