@@ -63,3 +63,57 @@ def calibrated_eval_config(ckpt, tmp_path):
     overrides = [f"ckpt_path={ckpt}", "eval.calibrate=temperature", "trainer.accelerator=cpu"]
     overrides.append("trainer.enable_progress_bar=false")
     return compose(overrides, "eval", run_dir=tmp_path / "eval", root_dir=tmp_path)
+
+
+TEXT_WORDS = "good great happy love nice bad awful sad hate ugly okay plain the a movie day".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 16) and its word-level tokenizer, saved with
+    save_pretrained, for ``backbone=hf backbone.name=<this dir>``."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *TEXT_WORDS,
+        *"abcdefghijklmnopqrstuvwxyz",
+    ]
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(root)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def text_csv(tmp_path_factory) -> Path:
+    """train.csv / val.csv / test.csv of short texts labelled pos / neg (learnable by word)."""
+    root = tmp_path_factory.mktemp("texts")
+    rng = np.random.default_rng(0)
+    pos, neg = TEXT_WORDS[:5], TEXT_WORDS[5:10]
+    for split, n in (("train", 48), ("val", 16), ("test", 16)):
+        rows = ["text,label"]
+        for i in range(n):
+            words, label = (pos, "pos") if i % 2 else (neg, "neg")
+            text = " ".join(rng.choice(words, size=1 + i % 3)) + " movie"
+            rows.append(f"{text},{label}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def text_overrides(model: Path, data: str = "vader_polarity") -> list[str]:
+    """Overrides that put the tiny text model on text data (a small training subset)."""
+    extra = ["data.train_size=64"] if data.startswith("vader") else []
+    return ["backbone=hf", f"backbone.name={model}", f"data={data}", "data.batch_size=8", *extra]

@@ -223,7 +223,7 @@ def test_pretrained_unreachable_hub(monkeypatch):
             raise OSError("[Errno -2] Name or service not known")
         return real(name, pretrained=pretrained, **kwargs)
 
-    monkeypatch.setattr(transferlab.backbones.timm, "create_model", offline_create_model)
+    monkeypatch.setattr(transferlab.backbones.vision.timm, "create_model", offline_create_model)
     with pytest.raises(ConfigError, match=r"\(OSError\)") as info:
         create_backbone("test_resnet", pretrained=True)
     assert HUB_FIX in str(info.value)

@@ -50,6 +50,8 @@ def test_every_choice_composes(make_cfg, group, choice):
     overrides = [f"{group}={choice}"]
     if group == "data" and choice == "image_folder":
         overrides.append("data.root=/tmp")
+    if group == "data" and choice == "text_file":
+        overrides.append("data.train=/tmp/train.csv")
     if group in RANK_GROUPS:
         for config_name in ("rank", "advise"):
             cfg = make_cfg(overrides, config_name=config_name)

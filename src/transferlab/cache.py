@@ -23,6 +23,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -77,10 +78,11 @@ def cache_key(backbone_cfg: dict, data_cfg: dict, module) -> str:
 
 @torch.inference_mode()
 def backbone_features(module, loader: DataLoader, device: torch.device) -> tuple:
-    """(features, labels) of every batch, with the backbone in eval mode."""
+    """(features, labels) of every batch (images or token dicts), with the backbone in eval
+    mode."""
     feats, labels = [], []
     for x, y in loader:
-        feats.append(module.image_features(x.to(device)).float().cpu())
+        feats.append(module.image_features(move_data_to_device(x, device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 

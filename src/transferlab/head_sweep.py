@@ -78,12 +78,10 @@ def evaluate(module: TransferModule, data: FeatureData, stage: str) -> dict[str,
     x_all, y_all = data.features[stage]
     for x, y in batches(x_all, y_all, list(range(len(y_all))), max(data.batch_size, EVAL_BATCH)):
         x, y = x.to(device), y.to(device)
-        logits = module(x)
-        loss.update(module.criterion(logits, y), len(y))
-        metrics.update(logits.softmax(-1), y)
+        batch_loss, logits = module.eval_batch(x, y, metrics)
+        loss.update(batch_loss, len(y))
         if stage == "test":
-            module.test_confusion.update(logits.argmax(-1), y)
-            module.test_reliability.update(logits.softmax(-1), y)
+            module.update_test_plots(logits, y)
     out = {k: float(v) for k, v in metrics.compute().items()}
     metrics.reset()
     if stage == "test":

@@ -1,4 +1,5 @@
-"""The metrics every stage logs: accuracy, macro precision, recall, F1, AUROC and calibration."""
+"""The metrics every stage logs: accuracy, macro precision, recall, F1, AUROC and calibration for
+classes; MAE, RMSE, R² and Spearman correlation for a continuous target."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from torchmetrics.classification import (
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+)
+from torchmetrics.regression import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    R2Score,
+    SpearmanCorrCoef,
 )
 
 from transferlab.calibration import ECE_BINS
@@ -30,3 +37,22 @@ def classification_metrics(
     if calibration:
         metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
     return MetricCollection(metrics, prefix=prefix)
+
+
+def regression_metrics(prefix: str) -> MetricCollection:
+    """MAE, RMSE, R² and Spearman's rank correlation of predictions ``[B]`` against targets,
+    named ``{prefix}mae`` etc."""
+    metrics = {
+        "mae": MeanAbsoluteError(),
+        "rmse": MeanSquaredError(squared=False),
+        "r2": R2Score(),
+        "spearman": SpearmanCorrCoef(),
+    }
+    return MetricCollection(metrics, prefix=prefix)
+
+
+def task_metrics(task: str, num_classes: int, prefix: str, calibration: bool = True):
+    """The metric collection of ``task`` (classification or regression)."""
+    if task == "regression":
+        return regression_metrics(prefix)
+    return classification_metrics(num_classes, prefix, calibration=calibration)

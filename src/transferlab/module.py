@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from transferlab.backbones import HEAD_GROUP, Backbone
 from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
-from transferlab.metrics import classification_metrics
+from transferlab.metrics import task_metrics
 from transferlab.optim import MultiplierLR, build_param_groups, refresh_lrs, set_group_multiplier
 from transferlab.strategies import Strategy, backbone_multipliers
 
@@ -30,7 +30,7 @@ def _stochastic(m: nn.Module) -> bool:
 
 
 class TransferModule(pl.LightningModule):
-    """Classifier = head(backbone(normalise(images))).
+    """Model = head(backbone(normalise(images))), or head(backbone(tokens)) for text.
 
     Args:
         backbone: feature extractor with ordered layer groups.
@@ -45,6 +45,10 @@ class TransferModule(pl.LightningModule):
         batch_augment: ``(x, y) -> (x, soft targets)`` applied to training batches on device
             (Mixup, CutMix), or None.
         regularizer: ``module -> penalty`` added to the training loss (L2-SP, EWC), or None.
+        loss: the criterion (:func:`transferlab.losses.create_loss`); None: cross-entropy with
+            ``label_smoothing``.
+        task: ``classification``, or ``regression`` (one output, ``num_classes=1``; MAE, RMSE,
+            R² and Spearman in place of the classification metrics).
     """
 
     def __init__(
@@ -61,6 +65,8 @@ class TransferModule(pl.LightningModule):
         extra: dict | None = None,
         batch_augment: Callable | None = None,
         regularizer: Callable[[TransferModule], torch.Tensor] | None = None,
+        loss: nn.Module | None = None,
+        task: str = "classification",
     ):
         super().__init__()
         lr = getattr(optimizer, "keywords", {}).get("lr")
@@ -68,7 +74,8 @@ class TransferModule(pl.LightningModule):
             raise ConfigError(f"optimizer.lr must be a positive number, got {lr}.")
         self.backbone, self.head, self.strategy = backbone, head, strategy
         self.optimizer_factory, self.schedule, self.base_lr = optimizer, schedule, lr
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = loss or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.task = task
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.extra = extra or {}
@@ -78,10 +85,11 @@ class TransferModule(pl.LightningModule):
         self.apply_multipliers()
         self.num_classes = num_classes
         # training batches may be mixed (soft targets): their calibration says little, skip it
-        self.train_metrics = classification_metrics(num_classes, "train/", calibration=False)
-        self.val_metrics = classification_metrics(num_classes, "val/")
-        self.test_metrics = classification_metrics(num_classes, "test/")
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.train_metrics = task_metrics(task, num_classes, "train/", calibration=False)
+        self.val_metrics = task_metrics(task, num_classes, "val/")
+        self.test_metrics = task_metrics(task, num_classes, "test/")
+        classes = task == "classification"  # a regression head has no classes to confuse
+        self.test_confusion = MulticlassConfusionMatrix(num_classes) if classes else None
         self.confusion_matrix: torch.Tensor | None = None
         self.test_reliability = ReliabilityBins(ECE_BINS)
         self.reliability = None  # the last test's reliability bins (reliability_diagram.png)
@@ -197,8 +205,11 @@ class TransferModule(pl.LightningModule):
             return x
         return self.image_features(x)
 
-    def image_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features of images; uint8 images are normalised here, on the module's device."""
+    def image_features(self, x: torch.Tensor | dict) -> torch.Tensor:
+        """Backbone features of images, or of a token batch (a dict: text backbones); uint8
+        images are normalised here, on the module's device."""
+        if isinstance(x, dict):
+            return self.backbone(x)
         if x.dtype == torch.uint8:
             x = (x.float() / 255 - self.mean) / self.std
         return self.backbone(x)
@@ -228,6 +239,11 @@ class TransferModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the metrics compare with the labels: class probabilities, or the predicted
+        number of a regression head."""
+        return logits.squeeze(-1) if self.task == "regression" else logits.softmax(-1)
+
     def classification_loss(
         self, x: torch.Tensor, y: torch.Tensor, unlabelled: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,9 +257,9 @@ class TransferModule(pl.LightningModule):
         if self.batch_augment is not None:
             x, target = self.batch_augment(x, y)
         features = self.features(x if unlabelled is None else torch.cat([x, unlabelled]))
-        logits = self.head(features[: len(x)])
+        logits = self.head(features[: len(y)])  # len(y): a token batch is a dict
         # updated every step, logged once per epoch (on_train_epoch_end): no per-step log cost
-        self.train_metrics.update(logits.detach().softmax(-1), y)
+        self.train_metrics.update(self.scores(logits.detach()), y)
         return self.criterion(logits, target), features
 
     def total_loss(self, loss: torch.Tensor) -> torch.Tensor:
@@ -262,11 +278,22 @@ class TransferModule(pl.LightningModule):
         loss, _ = self.classification_loss(x, y)
         return self.total_loss(loss)
 
+    def eval_batch(self, x, y: torch.Tensor, metrics: MetricCollection) -> tuple:
+        """(loss, logits) of an evaluation batch, with ``metrics`` updated by it."""
+        logits = self(x)
+        metrics.update(self.scores(logits), y)
+        return self.criterion(logits, y), logits
+
+    def update_test_plots(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a test batch to the confusion matrix and the reliability bins (classifiers)."""
+        if self.task == "regression":  # no classes to confuse or calibrate
+            return
+        self.test_confusion.update(logits.argmax(-1), y)
+        self.test_reliability.update(logits.softmax(-1), y)
+
     def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.criterion(logits, y)
-        metrics.update(logits.softmax(-1), y)
+        loss, logits = self.eval_batch(x, y, metrics)
         # metric names carry the domain under adaptation; no "/dataloader_idx_N" suffix
         self.log(
             f"{stage}/loss",
@@ -284,10 +311,11 @@ class TransferModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         logits = self._eval_step(batch, self.test_metrics, "test")
-        self.test_confusion.update(logits.argmax(-1), batch[1])
-        self.test_reliability.update(logits.softmax(-1), batch[1])
+        self.update_test_plots(logits, batch[1])
 
     def on_test_epoch_end(self) -> None:
+        if self.task == "regression":
+            return
         self.confusion_matrix = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
         self.reliability = self.test_reliability.compute()
@@ -295,8 +323,10 @@ class TransferModule(pl.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else 0  # MultiplierLR rejects unknown lengths
+        total = 0  # the schedule's length; MultiplierLR rejects unknown ones
+        if self.schedule is not None:
+            total = self.trainer.estimated_stepping_batches
+            total = int(total) if math.isfinite(total) else 0
         optimizer, scheduler = self.build_optimizer(total)
         if scheduler is None:
             return optimizer

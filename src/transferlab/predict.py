@@ -18,7 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.build import load_module
+from transferlab.build import load_module, require_image_model
 from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError, run_or_explain
 from transferlab.export.inference import (
@@ -55,6 +55,7 @@ def open_model(cfg: DictConfig) -> tuple[Logits, Preprocess, str]:
         )
     if cfg.ckpt_path:
         module, _ = load_module(cfg.ckpt_path)
+        require_image_model(module, "transferlab-predict")
         model = ExportedClassifier(module).eval().to(cfg.device)
         return torch_logits(model), preprocess_for(module, None), f"checkpoint {cfg.ckpt_path}"
     path = Path(cfg.model)

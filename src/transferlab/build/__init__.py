@@ -12,6 +12,7 @@ from transferlab.build.checkpoint import (
     check_data_fits,
     load_module,
     read_checkpoint,
+    require_image_model,
     source_fisher,
 )
 from transferlab.build.experiment import Experiment, build_experiment, build_trainer, cpu_fallbacks
@@ -36,5 +37,6 @@ __all__ = [
     "is_domain_pair",
     "load_module",
     "read_checkpoint",
+    "require_image_model",
     "source_fisher",
 ]

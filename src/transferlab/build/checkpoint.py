@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.build.parts import build_datamodule, build_module
+from transferlab.build.parts import TEXT_BACKBONE, build_datamodule, build_module
 from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
@@ -117,6 +117,7 @@ def load_module(path: str) -> tuple[TransferModule, DictConfig]:
         [1.0] * channels,
         extra=saved,
         for_training=False,
+        task=saved.get("task", "classification"),
     )
     try:
         module.load_state_dict(ckpt["state_dict"])  # restores the training normalisation too
@@ -126,6 +127,16 @@ def load_module(path: str) -> tuple[TransferModule, DictConfig]:
             "by another version of transferlab, or edited); re-train it with transferlab-train."
         ) from e
     return module, train_cfg
+
+
+def require_image_model(module: TransferModule, command: str) -> None:
+    """Refuse a text checkpoint in a command that handles image models only."""
+    backbone = module.extra.get("config", {}).get("backbone", {})
+    if backbone.get("_target_") == TEXT_BACKBONE:
+        raise ConfigError(
+            f"{command} handles image models, and this checkpoint holds a text encoder "
+            f"({backbone.get('name')}); score it with transferlab-eval ckpt_path=... instead."
+        )
 
 
 def source_fisher(ckpt_path: str, num_samples: int) -> dict[str, torch.Tensor]:

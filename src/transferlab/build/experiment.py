@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from transferlab.build.checkpoint import read_checkpoint, source_fisher
@@ -80,21 +80,23 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     augmentation = build_augmentation(cfg)
     dm = build_datamodule(cfg, augmentation=augmentation)
     dm.setup()
-    if dm.num_classes < 2:
+    if dm.task_type == "regression":
+        regression_monitor(cfg)
+    elif dm.num_classes < 2:
         raise ConfigError(
             f"This data has {dm.num_classes} class; a classifier needs at least 2 (set "
             "data.num_classes >= 2, or give the image folder one sub-folder per class)."
         )
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    extra = {"config": resolved, "class_names": dm.class_names, "in_chans": dm.channels}
     module = build_module(
         cfg,
         dm.num_classes,
         dm.channels,
         *dm.normalization,
-        extra=extra,
+        extra=stored_extra(resolved, dm),
         augmentation=augmentation,
         fisher_provider=source_fisher,
+        task=dm.task_type,
     )
     apply_speed_settings(resolved.get("speed"), module, dm)
     cached = use_cache(module.strategy.cache_features, module, dm)
@@ -123,6 +125,26 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         export_backbone=Path(cfg.export_backbone) if cfg.get("export_backbone") else None,
         export_fisher=Path(cfg.export_fisher) if cfg.get("export_fisher") else None,
     )
+
+
+def regression_monitor(cfg: DictConfig) -> None:
+    """A regression run has no accuracy: the default ``optimized_metric`` (val/acc) becomes
+    val/r2, which ranks checkpoints as the validation MSE does (best checkpoint, sweepers)."""
+    if cfg.get("optimized_metric", "val/acc") == "val/acc":
+        with open_dict(cfg):
+            cfg.optimized_metric = "val/r2"
+        log.info("regression target: checkpoints and sweeps follow val/r2")
+
+
+def stored_extra(resolved: dict, dm) -> dict:
+    """What a run's checkpoints store beside the weights: its resolved config and its data's
+    class names, channels and task (evaluation, export and predict rebuild the model from it)."""
+    return {
+        "config": resolved,
+        "class_names": dm.class_names,
+        "in_chans": dm.channels,
+        "task": dm.task_type,
+    }
 
 
 def cache_dir(cfg: DictConfig) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.build.experiment import Experiment, build_experiment
+from transferlab.build.experiment import Experiment, build_experiment, stored_extra
 from transferlab.build.parts import build_module, is_domain_pair
 from transferlab.cache import FeatureData, why_not_cacheable
 from transferlab.errors import ConfigError
@@ -128,17 +128,13 @@ def build_head_job(cfg: DictConfig, base: Experiment) -> tuple[TransferModule, F
     """The job's module (its own head, optimizer, schedule and loss on the shared backbone) and
     the shared cached features batched as its run would batch them."""
     dm = base.datamodule
-    extra = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "class_names": dm.class_names,
-        "in_chans": dm.channels,
-    }
     module = build_module(
         cfg,
         dm.num_classes,
         dm.channels,
         *dm.normalization,
-        extra=extra,
+        extra=stored_extra(OmegaConf.to_container(cfg, resolve=True), dm),
+        task=dm.task_type,
         backbone=base.module.backbone,
     )
     module.accept_features()

@@ -11,14 +11,17 @@ from collections.abc import Callable
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from transferlab.augment import Augmentation, pretrained_normalization
-from transferlab.data import ImageDataModule
+from transferlab.data import ImageDataModule, TextDataModule
 from transferlab.domain import DomainAdaptationModule
 from transferlab.errors import ConfigError
+from transferlab.losses import create_loss
 from transferlab.module import TransferModule
+
+TEXT_BACKBONE = "transferlab.backbones.create_text_backbone"
 
 
 def instantiate_part(node: DictConfig, key: str, **kwargs):
@@ -64,11 +67,64 @@ def build_datamodule(
         train_augmentation: give training images the augmentation; false for evaluation uses.
         augmentation: the run's augmentation when already built (else built from ``cfg``).
     """
+    if is_text_data(cfg.data):
+        return build_text_datamodule(cfg)
+    if is_text_backbone(cfg.get("backbone")):
+        raise ConfigError(
+            f"backbone={cfg.backbone.name} is a text encoder but data={data_choice(cfg)} holds "
+            "images; choose text data (data=vader_polarity, data=text_file) or an image backbone."
+        )
     if train_augmentation and augmentation is None:
         augmentation = build_augmentation(cfg)
     return instantiate_part(
         cfg.data, "data", augmentation=augmentation if train_augmentation else None
     )
+
+
+def is_text_backbone(backbone_cfg) -> bool:
+    return bool(backbone_cfg) and backbone_cfg.get("_target_") == TEXT_BACKBONE
+
+
+def is_text_data(data_cfg: DictConfig) -> bool:
+    target = data_cfg.get("_target_")
+    return bool(target) and issubclass(get_class(target), TextDataModule)
+
+
+def data_choice(cfg: DictConfig) -> str:
+    return str(cfg.data.get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def build_text_datamodule(cfg: DictConfig) -> TextDataModule:
+    """A text ``data=`` choice, tokenised with the backbone's tokenizer."""
+    from transferlab.backbones import load_tokenizer
+
+    if not is_text_backbone(cfg.get("backbone")):
+        raise ConfigError(
+            f"data={data_choice(cfg)} holds text; choose a text backbone: backbone=minilm, or "
+            "backbone=hf backbone.name=<model name or directory>."
+        )
+    augmentation = cfg.get("augmentation") or {}
+    image_ops = (augmentation.get("image") or {}).get("_target_", "transferlab.augment.none")
+    mixing = (augmentation.get("batch") or {}).get("_target_", "transferlab.augment.no_mixing")
+    if (image_ops, mixing) != ("transferlab.augment.none", "transferlab.augment.no_mixing"):
+        raise ConfigError(
+            "Image augmentation and batch mixing do not apply to text; set augmentation=none."
+        )
+    return instantiate_part(cfg.data, "data", tokenizer=load_tokenizer(cfg.backbone.name))
+
+
+def backbone_overrides(cfg: DictConfig, strategy, in_chans: int, for_training: bool) -> dict:
+    """Arguments the build layer adds to ``backbone=``: the data's channels (images), no
+    pretrained weights for scratch runs and checkpoints, no dropout in a text encoder that
+    never trains (its features are then fixed, and can be cached)."""
+    text = is_text_backbone(cfg.backbone)
+    overrides = {} if text else {"in_chans": in_chans}
+    if strategy.reinit or not for_training:
+        overrides.update(pretrained=False, weights=None)
+    frozen = strategy.trainable_groups == 0 and strategy.unfreeze is None
+    if text and frozen and strategy.peft is None and cfg.backbone.get("dropout") is None:
+        overrides["dropout"] = 0.0
+    return overrides
 
 
 def build_module(
@@ -81,6 +137,7 @@ def build_module(
     for_training: bool = True,
     augmentation: Augmentation | None = None,
     fisher_provider: Callable | None = None,
+    task: str = "classification",
     backbone=None,
 ) -> TransferModule:
     """Backbone + head + strategy + optimizer (+ regulariser) from the config; no data access.
@@ -88,16 +145,18 @@ def build_module(
     ``for_training=False`` builds the architecture only, for loading a checkpoint into: no
     pretrained weights are read and no regulariser is set up. ``augmentation`` is the run's
     (built from ``cfg`` when not given); ``fisher_provider(source_ckpt, num_samples)`` serves
-    regularisers that estimate a Fisher from a source run (EWC). ``backbone``: an already built
+    regularisers that estimate a Fisher from a source run (EWC). ``task`` is the data's
+    (classification or regression); the loss must fit it. ``backbone``: an already built
     (frozen) backbone to put the new head on, shared with other modules (a head sweep).
     """
     check_number(cfg.optimizer.get("lr"), "optimizer.lr", positive=True)
     check_number(cfg.optimizer.get("weight_decay", 0.0), "optimizer.weight_decay")
     strategy = instantiate_part(cfg.strategy, "strategy")
-    overrides = {"in_chans": in_chans}
-    if strategy.reinit or not for_training:
-        overrides.update(pretrained=False, weights=None)
+    loss_cfg = cfg.get("loss") or {}
+    smoothing = loss_cfg.get("label_smoothing", 0.0)
+    loss = create_loss(loss_cfg.get("name", "auto"), task, smoothing)
     if backbone is None:
+        overrides = backbone_overrides(cfg, strategy, in_chans, for_training)
         backbone = instantiate_part(cfg.backbone, "backbone", **overrides)
         if strategy.peft is not None:
             from transferlab.strategies import apply_peft
@@ -130,12 +189,14 @@ def build_module(
         strategy,
         optimizer=instantiate_part(cfg.optimizer, "optimizer"),
         schedule=instantiate_part(cfg.scheduler, "scheduler"),
-        label_smoothing=cfg.loss.label_smoothing,
+        label_smoothing=smoothing,
         mean=mean,
         std=std,
         extra=extra,
         batch_augment=batch_augment,
         regularizer=regularizer,
+        loss=loss,
+        task=task,
         **domain_kwargs,
     )
 

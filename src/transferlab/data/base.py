@@ -106,6 +106,9 @@ class ImageDataModule(pl.LightningDataModule):
     # Whether mirroring keeps an image's label; digit data say no, and pipelines then skip
     # the horizontal flip unless it is asked for explicitly.
     flip_safe: bool = True
+    # what the labels are (image sets always hold class indices); "task" is a source setting
+    # of some sets (MnistSplit: source or target), so the attribute has its own name
+    task_type = "classification"
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from transferlab.build import build_datamodule, load_module
+from transferlab.build import build_datamodule, load_module, require_image_model
 from transferlab.calibration import calibration_summary, fit_temperature
 from transferlab.config import CONF_DIR
 from transferlab.errors import ConfigError, run_or_explain
@@ -90,6 +90,7 @@ def export(cfg: DictConfig) -> Parity:
     """Export ``cfg.ckpt_path`` into ``cfg.out``; returns the parity measured."""
     check_options(cfg)
     module, train_cfg = load_module(cfg.ckpt_path)
+    require_image_model(module, "transferlab-export")
     dm = build_datamodule(train_cfg, train_augmentation=False)
     dm.setup()
     model = ExportedClassifier(module).eval()  # what evaluation computes: the parity reference

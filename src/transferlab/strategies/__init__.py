@@ -7,6 +7,7 @@ from transferlab.strategies.core import (
     trainable_mask,
 )
 from transferlab.strategies.peft import Adapters, BitFit, LoRA, apply_peft
+from transferlab.strategies.prompt import PromptTuning
 from transferlab.strategies.regularization import EWC, L2SP, diagonal_fisher
 from transferlab.strategies.schedule import UnfreezeSchedule
 from transferlab.strategies.unfreeze import Unfreezer
@@ -17,6 +18,7 @@ __all__ = [
     "BitFit",
     "LoRA",
     "L2SP",
+    "PromptTuning",
     "Strategy",
     "UnfreezeSchedule",
     "Unfreezer",

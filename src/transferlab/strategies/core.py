@@ -15,6 +15,7 @@ from transferlab.strategies.schedule import UnfreezeSchedule
 
 if TYPE_CHECKING:
     from transferlab.strategies.peft import Adapters, BitFit, LoRA
+    from transferlab.strategies.prompt import PromptTuning
 
 BN_POLICIES = ("frozen", "train")
 
@@ -47,7 +48,7 @@ class Strategy:
     bn: str = "frozen"
     unfreeze: UnfreezeSchedule | None = None
     cache_features: bool | str = "auto"
-    peft: LoRA | BitFit | Adapters | None = None
+    peft: LoRA | BitFit | Adapters | PromptTuning | None = None
 
     def __post_init__(self):
         if self.peft is not None and self.reinit:

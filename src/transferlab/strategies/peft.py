@@ -32,6 +32,7 @@ LORA_TARGETS = {
     "ConvNeXt": ("mlp.fc1", "mlp.fc2"),  # the pointwise (1x1) layers of each block
     "ResNet": ("layer*.*.conv*",),  # every conv of the residual blocks (peft's Conv2d LoRA)
     "EfficientNet": ("blocks.*.*.conv*",),  # non-depthwise block convs (expansion, projection)
+    "TextEncoder": ("query", "value"),  # BERT family: attention queries and values (Hu et al.)
 }
 VIT_MLP = ("mlp.fc1", "mlp.fc2")
 ADAPTER_TARGETS = {
@@ -39,6 +40,7 @@ ADAPTER_TARGETS = {
     "ConvNeXt": ("stages.*.blocks.*.mlp",),
     "ResNet": ("layer*.*",),
     "EfficientNet": ("blocks.*.*",),
+    "TextEncoder": ("layer.*.output",),  # after each transformer layer's feed-forward block
 }
 
 
@@ -194,9 +196,13 @@ def default_targets(model: nn.Module, table: dict, extra: Sequence[str] = ()) ->
 
 
 # -- applying a spec to a backbone -------------------------------------------------------------
-def apply_peft(backbone: Backbone, spec: LoRA | BitFit | Adapters) -> Backbone:
-    """``backbone`` with ``spec`` applied: new parameters placed in the layer groups of their
-    blocks, ``tunable`` naming the parameters the method trains."""
+def apply_peft(backbone: Backbone, spec) -> Backbone:
+    """``backbone`` with ``spec`` (LoRA, BitFit, Adapters, PromptTuning) applied: new parameters
+    placed in the layer groups of their blocks, ``tunable`` naming the parameters it trains."""
+    from transferlab.strategies.prompt import PromptTuning, apply_prompt_tuning
+
+    if isinstance(spec, PromptTuning):
+        return apply_prompt_tuning(backbone, spec)
     model = backbone.model
     before = {n for n, _ in model.named_parameters()}
     if isinstance(spec, BitFit):
@@ -214,7 +220,9 @@ def apply_peft(backbone: Backbone, spec: LoRA | BitFit | Adapters) -> Backbone:
         inject_adapters(model, targets, spec.bottleneck)
         merge = None  # a bottleneck adapter is nonlinear: it stays in the graph
     else:
-        raise ConfigError(f"strategy.peft must be LoRA, BitFit or Adapters, got {spec!r}.")
+        raise ConfigError(
+            f"strategy.peft must be LoRA, BitFit, Adapters or PromptTuning, got {spec!r}."
+        )
     names = [n for n, _ in model.named_parameters()]
     groups = place_parameters(backbone.groups, names)
     added = {n for n in names if canonical(n) not in before}

@@ -1,4 +1,5 @@
-"""Backbones: any timm model, seen as ordered layer groups, with weights from hub, file or scratch."""
+"""timm backbones: any timm model, seen as ordered layer groups, with weights from hub, file or
+scratch."""
 
 from __future__ import annotations
 
