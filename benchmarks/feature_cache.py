@@ -12,12 +12,9 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmarks.common import QUIET, ROOT, ratio
+from benchmarks.common import ratio, timed
 from benchmarks.overhead import TIMER
 
 # the stage-1 source backbone (`make pretrain`): a random one gives chance-level probes
@@ -31,14 +28,7 @@ SWEEP_JOBS = math.prod(len(arg.split("=", 1)[1].split(",")) for arg in SWEEP)
 def transferlab_train(args: list[str], cache_dir: Path, multirun: bool = False) -> float:
     """Run ``transferlab-train`` with ``args``; returns its wall-clock seconds."""
     flags = ["-m"] if multirun else []
-    cmd = [sys.executable, "-m", "transferlab.train", *flags, *QUIET, *args]
-    start = time.perf_counter()
-    done = subprocess.run(
-        [*cmd, f"paths.cache_dir={cache_dir}"], cwd=ROOT, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+    return timed(["-m", "transferlab.train", *flags, *args, f"paths.cache_dir={cache_dir}"])
 
 
 def single(base: list[str], epochs: int, cached: bool, work: Path) -> dict:

@@ -1,6 +1,11 @@
-"""The benchmarks' interval code on inputs whose answer is known."""
+"""The benchmarks' interval code on inputs whose answer is known, and the GPU script's skip."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +30,9 @@ def test_interval_covers_a_known_ratio_and_narrows_with_more_steps():
     for ci in (small, large):
         assert ci["ci_low"] < 1.02 < ci["ci_high"]
     assert large["ci_high"] - large["ci_low"] < small["ci_high"] - small["ci_low"]
-    assert large["ci_high"] - large["ci_low"] < 0.02  # 1,600 steps an arm resolve 1% (theory: 0.017)
+    assert (
+        large["ci_high"] - large["ci_low"] < 0.02
+    )  # 1,600 steps an arm resolve 1% (theory: 0.017)
 
 
 def test_blocks_widen_the_interval_when_neighbouring_steps_are_alike():
@@ -47,3 +54,15 @@ def test_per_run_ratios_pair_runs_in_order():
 def test_unknown_statistic_is_refused():
     with pytest.raises(ValueError, match="'ratio' or 'difference'"):
         bootstrap_ci([[1.0]], [[1.0]], "mean")
+
+
+def test_gpu_script_without_a_gpu_says_so_and_exits_0(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # hides any GPU, as on a CPU machine
+    cmd = [sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path)]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == (
+        "No GPU is visible (torch.cuda.is_available() is false): nothing measured."
+    )
+    assert not list(tmp_path.iterdir())  # no JSON of figures that were never measured
