@@ -80,8 +80,11 @@ def sweep(base: list[str], epochs: int, cached: bool, work: Path) -> float:
     return seconds
 
 
-def run(work: Path, quick: bool = False, epochs: int = 10, reps: int = 3) -> dict:
-    """``reps`` interleaved pairs of uncached and cached 10-epoch runs, then the two sweeps.
+def run(
+    work: Path, quick: bool = False, epochs: int = 10, reps: int = 3, sweeps: bool = True
+) -> dict:
+    """``reps`` interleaved pairs of uncached and cached 10-epoch runs, then (with ``sweeps``)
+    the two sweeps.
 
     The fit ratio is reported per pair (both runs of a pair see about the same load) and as
     their median; the load average is recorded before each pair.
@@ -97,8 +100,7 @@ def run(work: Path, quick: bool = False, epochs: int = 10, reps: int = 3) -> dic
     ratios = [ratio(p["uncached"]["fit_s"], p["cached"]["fit_s"]) for p in pairs]
     mid = pairs[sorted(range(reps), key=ratios.__getitem__)[reps // 2]]  # the median pair
     off, on = mid["uncached"], mid["cached"]
-    sweep_off, sweep_on = sweep(base, epochs, False, work), sweep(base, epochs, True, work)
-    return {
+    out = {
         "config": " ".join(base) + f" trainer.max_epochs={epochs}",
         "pairs": pairs,
         "uncached": off,
@@ -111,9 +113,10 @@ def run(work: Path, quick: bool = False, epochs: int = 10, reps: int = 3) -> dic
         "acc_diff_points": max(
             abs(100 * (p["cached"]["test_acc"] - p["uncached"]["test_acc"])) for p in pairs
         ),
-        "sweep": " ".join(SWEEP),
-        "sweep_uncached_s": sweep_off,
-        "sweep_cached_s": sweep_on,
-        "sweep_speedup": ratio(sweep_off, sweep_on),
         "goal": f"speedup >= {0.8 * epochs:.0f} (0.8 E), accuracy within 0.5 point",
     }
+    if sweeps:
+        sweep_off, sweep_on = sweep(base, epochs, False, work), sweep(base, epochs, True, work)
+        out.update(sweep=" ".join(SWEEP), sweep_uncached_s=sweep_off, sweep_cached_s=sweep_on)
+        out["sweep_speedup"] = ratio(sweep_off, sweep_on)
+    return out
