@@ -13,13 +13,13 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     if "overhead" in results:
         r = results["overhead"]
         lo, hi = r["ratio_ci"]
-        spread = r["per_rep"]
+        spread = r["per_pair"]
         out.append(
             (
                 "(a) overhead",
                 f"median step: transferlab {1000 * r['transferlab_median_step_s']:.1f} ms / "
                 f"plain loop {1000 * r['plain_median_step_s']:.1f} ms ({r['steps_per_arm']} steps "
-                f"an arm, {r['reps']} interleaved runs; per-run ratios {_f(spread['min'], 3)}"
+                f"an arm, {r['epoch_pairs']} pairs of epochs; per-pair ratios {_f(spread['min'], 3)}"
                 f"-{_f(spread['max'], 3)})",
                 f"{_f(r['ratio'], 3)}x [95% CI {_f(lo, 3)}, {_f(hi, 3)}]",
                 "95% CI within [0.97, 1.03]",

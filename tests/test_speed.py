@@ -183,7 +183,7 @@ def test_quick_benchmark_writes_results_and_table(tmp_path):
     results = json.loads((out / "results.json").read_text())
     overhead = results["overhead"]
     assert overhead["ratio_ci"][0] <= overhead["ratio"] <= overhead["ratio_ci"][1]
-    assert len(overhead["per_rep"]["ratios"]) == overhead["reps"] == 2
+    assert len(overhead["per_pair"]["ratios"]) == overhead["epoch_pairs"] == 2  # 3 epochs - 1
     assert overhead["own_time"]["own_ms_ci"][0] <= overhead["own_time"]["own_ms"]
     assert results["memory"]["feature_extraction"]["memory_vs_full"] < 1
     assert "| (a) overhead |" in (out / "results.md").read_text()
