@@ -7,6 +7,8 @@ import contextlib
 import logging
 import math
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +43,17 @@ def quiet():
         finally:
             for n, level in levels.items():
                 logging.getLogger(n).setLevel(level)
+
+
+def timed(args: list[str]) -> float:
+    """Wall-clock seconds of ``python <args> <QUIET>`` run from the repository root; a failing
+    run raises with the end of its error output (a benchmark of a failed run times nothing)."""
+    cmd = [sys.executable, *args, *QUIET]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
 
 
 def sync(device: torch.device) -> None:

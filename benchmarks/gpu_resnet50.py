@@ -46,6 +46,31 @@ def overrides(batch: int, steps: int, backbone: str, size: int) -> list[str]:
     ]
 
 
+def measure(work: Path, batch=128, steps=30, reps=2, backbone="resnet50", size=224) -> dict:
+    """Images/s of each arm and loop, the framework's overhead per arm, bf16 + NHWC's speed-up."""
+    base = overrides(batch, steps, backbone, size)
+    results = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    results["config"] = " ".join(base)
+    times = {f"{loop}_{arm}": [] for arm in ARMS for loop in ("plain", "transferlab")}
+    for rep in range(reps):
+        for arm, (extra, dtype, channels_last) in ARMS.items():
+            run_dir = work / f"{arm}_{rep}"
+            times[f"plain_{arm}"] += plain_steps(
+                [*base, *extra], run_dir / "plain", dtype, channels_last
+            )
+            times[f"transferlab_{arm}"] += transferlab_steps([*base, *extra], run_dir / "tl")
+    for name, steps_s in times.items():
+        results[f"{name}_img_s"] = batch / median(steps_s)
+    for arm in ARMS:
+        results[f"overhead_{arm}"] = (
+            results[f"plain_{arm}_img_s"] / results[f"transferlab_{arm}_img_s"]
+        )
+    results["bf16_channels_last_speedup"] = (
+        results["transferlab_bf16_channels_last_img_s"] / results["transferlab_fp32_img_s"]
+    )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -57,27 +82,8 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available() and args.backbone == "resnet50":
         raise SystemExit("error: no GPU here; this benchmark measures GPU throughput.")
-    base = overrides(args.batch, args.steps_per_epoch, args.backbone, args.size)
     work = Path(args.out) / "work" / "gpu"
-    results = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    results["config"] = " ".join(base)
-    times = {f"{loop}_{arm}": [] for arm in ARMS for loop in ("plain", "transferlab")}
-    for rep in range(args.reps):
-        for arm, (extra, dtype, channels_last) in ARMS.items():
-            run_dir = work / f"{arm}_{rep}"
-            times[f"plain_{arm}"] += plain_steps(
-                [*base, *extra], run_dir / "plain", dtype, channels_last
-            )
-            times[f"transferlab_{arm}"] += transferlab_steps([*base, *extra], run_dir / "tl")
-    for name, steps in times.items():
-        results[f"{name}_img_s"] = args.batch / median(steps)
-    for arm in ARMS:
-        results[f"overhead_{arm}"] = (
-            results[f"plain_{arm}_img_s"] / results[f"transferlab_{arm}_img_s"]
-        )
-    results["bf16_channels_last_speedup"] = (
-        results["transferlab_bf16_channels_last_img_s"] / results["transferlab_fp32_img_s"]
-    )
+    results = measure(work, args.batch, args.steps_per_epoch, args.reps, args.backbone, args.size)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_resnet50.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -38,6 +38,12 @@ BASES = {
 }
 
 
+def arms_for(base: str) -> dict[str, list[str]]:
+    """Every arm, with LoRA r=8 in the top half of the base's layer groups added."""
+    k = TOP_HALF[base]
+    return {**ARMS, f"lora_r8_top{k}": [*ARMS["lora_r8"], f"strategy.trainable_groups={k}"]}
+
+
 def table(result: dict, arms: list[str]) -> str:
     """The result as a markdown table, one row per arm."""
     lines = [
@@ -63,8 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    k = TOP_HALF[args.base]
-    arms = {**ARMS, f"lora_r8_top{k}": [*ARMS["lora_r8"], f"strategy.trainable_groups={k}"]}
+    arms = arms_for(args.base)
     with tempfile.TemporaryDirectory() as work:
         result = measure(Path(work), BASES[args.base], arms, args.reps)
     result["torch_threads"] = args.threads

@@ -53,6 +53,9 @@ def main() -> None:
         help="torch threads; 0 = all cores, or 1 when the load average exceeds the core count "
         "(spinning threads of a shared machine slow a step several-fold)",
     )
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="feature_cache: leave out the two 6-job sweeps"
+    )
     args = parser.parse_args()
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
@@ -65,7 +68,8 @@ def main() -> None:
     results = {"machine": machine(torch.get_num_threads()), "quick": args.quick}
     for name in args.parts.split(","):
         start = time.perf_counter()
-        results[name] = PARTS[name](out / "work" / name, quick=args.quick)
+        options = {"sweeps": False} if name == "feature_cache" and args.no_sweep else {}
+        results[name] = PARTS[name](out / "work" / name, quick=args.quick, **options)
         results[name]["bench_s"] = round(time.perf_counter() - start, 1)
         print(f"{name}: done in {results[name]['bench_s']} s", flush=True)
         out.mkdir(parents=True, exist_ok=True)

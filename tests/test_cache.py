@@ -163,3 +163,22 @@ def test_a_cached_run_writes_its_checkpoints_once_at_the_end_of_fitting(make_cfg
     assert dict(writes)["last.ckpt"] == 3
     last = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=False)
     assert last["epoch"] == 3
+
+
+def test_deferred_checkpoints_copy_fixed_tensors_once_and_the_rest_at_every_save(tmp_path):
+    from transferlab.cache import DeferredCheckpointIO
+
+    io = DeferredCheckpointIO(fixed_prefix="backbone.")
+    backbone, head = torch.ones(3), torch.zeros(2)
+    for epoch in range(3):
+        head.add_(1.0)
+        state = {"backbone.w": backbone, "head.w": head}
+        io.save_checkpoint({"state_dict": state, "epoch": epoch}, tmp_path / f"{epoch}.ckpt")
+    copies = [io.pending[str(tmp_path / f"{e}.ckpt")][0]["state_dict"] for e in range(3)]
+    assert copies[0]["backbone.w"] is copies[2]["backbone.w"]  # one copy shared by every save
+    assert copies[0]["backbone.w"] is not backbone  # a copy all the same
+    assert [c["head.w"][0].item() for c in copies] == [1.0, 2.0, 3.0]  # each save's own values
+    io.teardown()
+    assert torch.equal(
+        torch.load(tmp_path / "2.ckpt", weights_only=True)["state_dict"]["backbone.w"], backbone
+    )

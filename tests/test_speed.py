@@ -181,6 +181,9 @@ def test_quick_benchmark_writes_results_and_table(tmp_path):
     cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)]
     subprocess.run([*cmd, "--parts", "overhead,memory,data_wait"], cwd=ROOT, check=True)
     results = json.loads((out / "results.json").read_text())
-    assert results["overhead"]["ratio"] > 0
+    overhead = results["overhead"]
+    assert overhead["ratio_ci"][0] <= overhead["ratio"] <= overhead["ratio_ci"][1]
+    assert len(overhead["per_pair"]["ratios"]) == overhead["epoch_pairs"] == 2  # 3 epochs - 1
+    assert overhead["own_time"]["own_ms_ci"][0] <= overhead["own_time"]["own_ms"]
     assert results["memory"]["feature_extraction"]["memory_vs_full"] < 1
     assert "| (a) overhead |" in (out / "results.md").read_text()

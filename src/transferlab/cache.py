@@ -176,16 +176,35 @@ class DeferredCheckpointIO(TorchCheckpointIO):
     On cached features an epoch of head training takes milliseconds, less than writing the whole
     model to disk; writing ``best.ckpt`` on every improvement and ``last.ckpt`` every epoch
     would then cost more than the training. The files on disk after ``fit`` are the same.
+
+    Args:
+        fixed_prefix: state-dict keys under it hold tensors that never change during the stage
+            (a cached run's ``backbone.``: the module no longer calls its backbone); they are
+            copied once, not at every save, since copying the whole backbone at every epoch
+            cost more than the epoch.
     """
 
-    def __init__(self):
+    def __init__(self, fixed_prefix: str | None = None):
         super().__init__()
+        self.fixed_prefix = fixed_prefix
         self.pending: dict[str, tuple] = {}
+        self.fixed: dict[str, torch.Tensor] = {}
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         # a point-in-time copy: the module's tensors keep changing after this call
-        copy = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        copy = {k: _copied(v) for k, v in checkpoint.items() if k != "state_dict"}
+        if "state_dict" in checkpoint:
+            copy["state_dict"] = {
+                k: self._copied_state(k, v) for k, v in checkpoint["state_dict"].items()
+            }
         self.pending[str(path)] = (copy, storage_options)
+
+    def _copied_state(self, key: str, value):
+        if not (self.fixed_prefix and key.startswith(self.fixed_prefix)):
+            return _copied(value)
+        if key not in self.fixed:
+            self.fixed[key] = _copied(value)
+        return self.fixed[key]
 
     def remove_checkpoint(self, path) -> None:
         if self.pending.pop(str(path), None) is None:
@@ -199,3 +218,9 @@ class DeferredCheckpointIO(TorchCheckpointIO):
         for path, (checkpoint, options) in self.pending.items():
             super().save_checkpoint(checkpoint, path, options)
         self.pending.clear()
+        self.fixed.clear()
+
+
+def _copied(value):
+    """``value`` with every tensor in it replaced by a detached copy."""
+    return apply_to_collection(value, torch.Tensor, lambda t: t.detach().clone())

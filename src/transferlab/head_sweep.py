@@ -72,7 +72,7 @@ def evaluate(module: TransferModule, data: FeatureData, stage: str) -> dict[str,
     """``stage/loss`` and the stage's metric collection over a split, the head in eval mode
     (on features the backbone never runs, so only the head's mode matters)."""
     module.head.eval()
-    metrics = module.val_metrics if stage == "val" else module.test_metrics
+    [metrics] = module.eval_metrics(stage)  # a single-domain module: one collection
     loss = WeightedMean()
     device = module.mean.device
     x_all, y_all = data.features[stage]
@@ -82,10 +82,9 @@ def evaluate(module: TransferModule, data: FeatureData, stage: str) -> dict[str,
         loss.update(batch_loss, len(y))
         if stage == "test":
             module.update_test_plots(logits, y)
-    out = {k: float(v) for k, v in metrics.compute().items()}
-    metrics.reset()
+    out = {k: float(v) for k, v in module.epoch_metrics(stage).items()}
     if stage == "test":
-        module.on_test_epoch_end()  # the confusion matrix and reliability bins of the run
+        module.finish_test_plots()
     return {f"{stage}/loss": loss.compute(), **out}
 
 

@@ -212,7 +212,8 @@ def build_trainer(
         check_epochs(cfg.trainer)
     extra = cpu_fallbacks(cfg.trainer)
     if cached and not cfg.trainer.get("plugins"):
-        extra["plugins"] = [DeferredCheckpointIO()]
+        # after the feature pass the module never calls its backbone: its weights stay fixed
+        extra["plugins"] = [DeferredCheckpointIO(fixed_prefix="backbone.")]
     return instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg, module, out, loggers),

@@ -84,6 +84,10 @@ class DomainAdaptationModule(TransferModule):
         else:
             self._eval_step(batch, self.val_target_metrics, "val_target")
 
+    def eval_metrics(self, stage: str):
+        extra = self.val_target_metrics if stage == "val" else self.test_source_metrics
+        return [*super().eval_metrics(stage), extra]
+
     def feature_cache_blockers(self) -> list[str]:
         return ["a source/target pair trains on both domains (use single-domain data)"]
 
