@@ -95,6 +95,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         extra=extra,
         augmentation=augmentation,
         fisher_provider=source_fisher,
+        target_normalization=getattr(dm, "target_normalization", None),
     )
     apply_speed_settings(resolved.get("speed"), module, dm)
     cached = use_cache(module.strategy.cache_features, module, dm)
