@@ -192,6 +192,49 @@ def table(plain_dir: Path, sweeps: list[Path]) -> str:
     return "\n".join(lines)
 
 
+PAPER = {"none": 52.25, "dann": 76.66}  # Ganin et al. 2016, table 2 (MNIST -> MNIST-M)
+
+
+def plot(plain_dir: Path, sweeps: list[Path], path: Path) -> None:
+    """Target test accuracy per method (mean ± std, dots = seeds), the paper's as lines, and
+    the plain runs' target validation curves (seed 0), to show how long they took to settle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plain = [json.loads(p.read_text()) for p in sorted(plain_dir.glob("*.json"))]
+    ours = [{**r, "method": FRAMEWORK_NAMES.get(r["method"], r["method"])} for s in sweeps
+            for r in framework_runs(s)]  # fmt: skip
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for offset, runs, label in ((-0.2, plain, "plain loop"), (0.2, ours, "transferlab")):
+        for i, m in enumerate(METHODS):
+            acc = [100 * r["test/acc"] for r in runs if r["method"] == m]
+            if acc:
+                bars.bar(i + offset, statistics.mean(acc), 0.38, color=f"C{int(offset > 0)}",
+                         yerr=statistics.stdev(acc) if len(acc) > 1 else 0, capsize=3,
+                         label=label if i == 0 else None)  # fmt: skip
+                bars.plot([i + offset] * len(acc), acc, "k.", ms=4)
+    for m, acc in PAPER.items():
+        i = METHODS.index(m)
+        bars.hlines(acc, i - 0.4, i + 0.4, colors="k", linestyles="--")
+    bars.set_xticks(range(len(METHODS)), ["source only", "DANN", "MMD", "CORAL"])
+    bars.set_ylabel("MNIST-M test accuracy (%)")
+    bars.set_title("dashed: the paper (60k digits, BSDS500)", fontsize=9)
+    bars.legend(loc="lower right", fontsize=8)
+    for m in METHODS:
+        run = next((r for r in plain if r["method"] == m and r["seed"] == 0), None)
+        if run:
+            steps, _, target = zip(*run["curve"], strict=True)
+            curves.plot(steps, [100 * t for t in target], label=m)
+    curves.set_xlabel("step")
+    curves.set_ylabel("MNIST-M val accuracy (%)")
+    curves.set_title("plain loop, seed 0, after each epoch", fontsize=9)
+    curves.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -200,9 +243,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/dann_plain"))
     parser.add_argument("--table", type=Path, help="print the table of this --out dir")
     parser.add_argument("--framework", type=Path, nargs="*", default=[], help="sweep dirs")
+    parser.add_argument("--plot", type=Path, help="with --table: also draw this PNG")
     args = parser.parse_args()
     if args.table:
         print(table(args.table, args.framework))
+        if args.plot:
+            plot(args.table, args.framework, args.plot)
         return
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
