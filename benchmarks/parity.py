@@ -126,7 +126,9 @@ def run_framework(arm: str, ns: list[int], seeds: list[int], epochs: int, out: P
     cmd += [f"data.n_per_class={','.join(map(str, ns))}", f"seed={','.join(map(str, seeds))}"]
     cmd += [f"trainer.max_epochs={epochs}", "trainer.accelerator=cpu", "logger=none"]
     cmd += ["print_config=false", "trainer.enable_progress_bar=false", *extra]
-    cmd += [f"hydra.sweep.dir={out / 'framework' / arm}"]
+    # a sweep dir per call, so later calls with other n or seeds add to the table
+    name = f"{arm}_n{'-'.join(map(str, ns))}_s{'-'.join(map(str, seeds))}"
+    cmd += [f"hydra.sweep.dir={out / 'framework' / name}"]
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=False, cwd=ROOT)
 
