@@ -31,7 +31,7 @@ from benchmarks.common import compose_cfg
 from transferlab.build import build_datamodule
 
 BATCH = 64  # per domain
-METHODS = ("none", "dann", "mmd", "coral")
+METHODS = ("none", "dann", "mmd", "coral", "adabn")
 # the framework's sweep names the paper's DANN choice dann_paper
 FRAMEWORK_NAMES = {"dann_paper": "dann"}
 
@@ -50,11 +50,12 @@ def domain_splits(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 class PaperNet(nn.Module):
-    def __init__(self):
+    def __init__(self, batch_norm: bool = False):
         super().__init__()
+        norm = nn.BatchNorm2d if batch_norm else lambda _: nn.Identity()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 48, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(3, 32, 5), norm(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 48, 5), norm(48), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         )  # fmt: skip
         self.classifier = nn.Sequential(
             nn.Linear(768, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 10)
@@ -109,6 +110,20 @@ def accuracy(net: PaperNet, x: torch.Tensor, y: torch.Tensor) -> float:
     return (pred == y).float().mean().item()
 
 
+@torch.no_grad()
+def adabn(net: PaperNet, x: torch.Tensor) -> None:
+    """Replace every BatchNorm layer's statistics by their average over batches of ``x``."""
+    layers = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    net.train()
+    for batch in x.split(BATCH):
+        net.features(batch)
+    for bn in layers:
+        bn.momentum = 0.1
+
+
 def train_one(method: str, seed: int, epochs: int, data: dict) -> dict:
     """One run of the protocol; returns accuracies at the best source-validation epoch."""
     torch.manual_seed(seed)
@@ -119,7 +134,8 @@ def train_one(method: str, seed: int, epochs: int, data: dict) -> dict:
         for k, v in data.items()
     }
     y = {k: v[1] for k, v in data.items()}
-    net = PaperNet()
+    # adabn: the BatchNorm network, trained on the source alone, then target statistics
+    net = PaperNet(batch_norm=method == "adabn")
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     per_epoch = len(y["source_train"]) // BATCH
     total, step, start = epochs * per_epoch, 0, time.perf_counter()
@@ -133,7 +149,8 @@ def train_one(method: str, seed: int, epochs: int, data: dict) -> dict:
             for group in opt.param_groups:
                 group["lr"] = 0.01 / (1 + 10 * p) ** 0.75
             bs, bt = order_s[i * BATCH : (i + 1) * BATCH], order_t[i * BATCH : (i + 1) * BATCH]
-            feats = net.features(torch.cat([x["source_train"][bs], x["target_train"][bt]]))
+            target = x["target_train"][bt] if method != "adabn" else x["target_train"][:0]
+            feats = net.features(torch.cat([x["source_train"][bs], target]))
             fs, ft = feats[:BATCH], feats[BATCH:]
             loss = F.cross_entropy(net.classifier(fs), y["source_train"][bs])
             loss = loss + alignment_loss(net, method, fs, ft, p)
@@ -147,6 +164,11 @@ def train_one(method: str, seed: int, epochs: int, data: dict) -> dict:
         if val > best:
             best, best_state = val, {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
+    extra = {}
+    if method == "adabn":
+        extra["test_before_adabn/acc"] = accuracy(net, x["target_test"], y["target_test"])
+        extra["test_source/acc"] = accuracy(net, x["source_test"], y["source_test"])
+        adabn(net, x["target_train"])
     return {
         "method": method,
         "seed": seed,
@@ -154,6 +176,7 @@ def train_one(method: str, seed: int, epochs: int, data: dict) -> dict:
         "val/acc": best,
         "test/acc": accuracy(net, x["target_test"], y["target_test"]),
         "test_source/acc": accuracy(net, x["source_test"], y["source_test"]),
+        **extra,  # under AdaBN: the source is scored with its own statistics
         "wall_s": time.perf_counter() - start,
         "curve": curve,  # [step, source val acc, target val acc] after every epoch
     }
@@ -218,7 +241,7 @@ def plot(plain_dir: Path, sweeps: list[Path], path: Path) -> None:
     for m, acc in PAPER.items():
         i = METHODS.index(m)
         bars.hlines(acc, i - 0.4, i + 0.4, colors="k", linestyles="--")
-    bars.set_xticks(range(len(METHODS)), ["source only", "DANN", "MMD", "CORAL"])
+    bars.set_xticks(range(len(METHODS)), ["source only", "DANN", "MMD", "CORAL", "AdaBN ¹"])
     bars.set_ylabel("MNIST-M test accuracy (%)")
     bars.set_title("dashed: the paper (60k digits, BSDS500)", fontsize=9)
     bars.legend(loc="lower right", fontsize=8)
