@@ -72,7 +72,7 @@ def test_the_paper_protocol_runs_and_scores_the_target_with_its_own_mean(make_cf
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0 and "train/domain_acc" in metrics
     assert cfg.domain_adaptation.alignment.hidden == [100] and cfg.head.hidden == [100, 100]
-    assert metrics["params/total"] == 205_891  # conv 2,432 + 38,448, head 165,011
+    assert metrics["params/total"] == 205_891  # conv 40,880, head 88,010, domain classifier 77,001
 
 
 def test_adabn_runs_on_a_batchnorm_backbone(make_cfg):
