@@ -9,7 +9,7 @@ FISHER := outputs/pretrained/mnist_source_resnet18.fisher.safetensors
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train pretrain report bench test test-slow lint format clean
+.PHONY: help install train pretrain report bench parity test test-slow lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test-slow: $(STAMP) ## slow and smoke tests only (full config grids, long runs)
 
 bench: $(STAMP) $(PRETRAINED) ## performance benchmarks: outputs/bench/results.json + results.md (see benchmarks/README.md)
 	$(PY) -m benchmarks.run $(ARGS)
+
+parity: $(STAMP) $(PRETRAINED) ## plain timm loop vs transferlab-train per strategy (ARGS="--quick" for a smoke run)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.parity $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -210,9 +210,15 @@ class TransferModule(pl.LightningModule):
         images are normalised here, on the module's device."""
         if isinstance(x, dict):
             return self.backbone(x)
-        if x.dtype == torch.uint8:
-            x = (x.float() / 255 - self.mean) / self.std
-        return self.backbone(x)
+        return self.backbone(self.normalised(x))
+
+    def normalised(self, x: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+        """Float inputs: uint8 images scaled and normalised with ``mean``/``std`` (default the
+        module's); float batches are taken as normalised already."""
+        if x.dtype != torch.uint8:
+            return x
+        mean, std = (self.mean, self.std) if mean is None else (mean, std)
+        return (x.float() / 255 - mean) / std
 
     # -- training on cached features (transferlab.cache) --------------------------------------
     def feature_cache_blockers(self) -> list[str]:
@@ -250,13 +256,15 @@ class TransferModule(pl.LightningModule):
         """(cross-entropy, features) on a training batch, after the batch augmentation if any.
 
         Mixed batches train on soft targets; training accuracy is always against the hard labels.
-        ``unlabelled`` images (same dtype as ``x``) share the backbone pass, so batch norm sees
-        them in the same batch; their features follow those of ``x`` in the returned tensor.
+        ``unlabelled`` images share the backbone pass, so batch norm sees them in the same batch;
+        their features follow those of ``x`` in the returned tensor.
         """
         target = y
         if self.batch_augment is not None:
             x, target = self.batch_augment(x, y)
-        features = self.features(x if unlabelled is None else torch.cat([x, unlabelled]))
+        if unlabelled is not None:  # normalised apart: a domain may have its own statistics
+            x = torch.cat([self.normalised(x), self.normalised(unlabelled)])
+        features = self.features(x)
         logits = self.head(features[: len(y)])  # len(y): a token batch is a dict
         # updated every step, logged once per epoch (on_train_epoch_end): no per-step log cost
         self.train_metrics.update(self.scores(logits.detach()), y)

@@ -97,6 +97,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         augmentation=augmentation,
         fisher_provider=source_fisher,
         task=dm.task_type,
+        target_normalization=getattr(dm, "target_normalization", None),
     )
     apply_speed_settings(resolved.get("speed"), module, dm)
     cached = use_cache(module.strategy.cache_features, module, dm)

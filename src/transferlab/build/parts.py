@@ -138,6 +138,7 @@ def build_module(
     augmentation: Augmentation | None = None,
     fisher_provider: Callable | None = None,
     task: str = "classification",
+    target_normalization: tuple[list[float], list[float]] | None = None,
     backbone=None,
 ) -> TransferModule:
     """Backbone + head + strategy + optimizer (+ regulariser) from the config; no data access.
@@ -146,8 +147,9 @@ def build_module(
     pretrained weights are read and no regulariser is set up. ``augmentation`` is the run's
     (built from ``cfg`` when not given); ``fisher_provider(source_ckpt, num_samples)`` serves
     regularisers that estimate a Fisher from a source run (EWC). ``task`` is the data's
-    (classification or regression); the loss must fit it. ``backbone``: an already built
-    (frozen) backbone to put the new head on, shared with other modules (a head sweep).
+    (classification or regression); the loss must fit it. ``target_normalization`` is a domain
+    pair's (mean, std) for target images (default: ``mean``, ``std``). ``backbone``: an already
+    built (frozen) backbone to put the new head on, shared with other modules (a head sweep).
     """
     check_number(cfg.optimizer.get("lr"), "optimizer.lr", positive=True)
     check_number(cfg.optimizer.get("weight_decay", 0.0), "optimizer.weight_decay")
@@ -181,7 +183,7 @@ def build_module(
         pretrained = getattr(backbone.model, "pretrained_cfg", None) or {}
         mean, std = pretrained_normalization(pretrained, in_chans) or (mean, std)
     # a source/target data pair trains a DomainAdaptationModule (with domain_adaptation=none too)
-    module_class, domain_kwargs = build_domain(cfg, backbone.num_features)
+    module_class, domain_kwargs = build_domain(cfg, backbone.num_features, target_normalization)
     return module_class(
         backbone,
         head,
@@ -232,7 +234,9 @@ def is_domain_pair(data_cfg: DictConfig) -> bool:
     return "source" in data_cfg and "target" in data_cfg
 
 
-def build_domain(cfg: DictConfig, in_features: int) -> tuple[type, dict]:
+def build_domain(
+    cfg: DictConfig, in_features: int, target_normalization: tuple | None = None
+) -> tuple[type, dict]:
     """(module class, its extra arguments) for the config's data and ``domain_adaptation``."""
     da = cfg.get("domain_adaptation") or {}
     method = da.get("method", "none")
@@ -251,8 +255,12 @@ def build_domain(cfg: DictConfig, in_features: int) -> tuple[type, dict]:
             "labels (data.target_labels=false); set domain_adaptation.oracle=false."
         )
     alignment = instantiate(da.alignment)(in_features=in_features) if da.get("alignment") else None
+    target_mean, target_std = target_normalization or (None, None)
     return DomainAdaptationModule, {
         "alignment": alignment,
         "target_labels": target_labels,
         "oracle": oracle,
+        "target_mean": target_mean,
+        "target_std": target_std,
+        "target_bn": bool(da.get("target_bn", False)),
     }

@@ -23,6 +23,7 @@ from transferlab.data.files import ImageFolderData
 from transferlab.errors import ConfigError
 
 PHOTO_SCALES = (1.0, 0.5, 0.25)
+STATISTICS = ("source", "per_domain")
 
 
 def photo_pyramid() -> list[np.ndarray]:
@@ -146,6 +147,9 @@ class DomainPair(ImageDataModule):
         target: datamodule of the target domain (same classes).
         channels: convert both domains to 1 or 3 channels (null: they must already match).
         target_labels: whether the target's val/test labels exist for evaluation.
+        statistics: ``source`` normalises both domains with the source training statistics;
+            ``per_domain`` gives the target its own (from its unlabelled training images), the
+            DANN paper's per-domain mean subtraction. A given ``std`` holds for both.
         **kwargs: see :class:`ImageDataModule`; ``image_size`` resizes both domains (null: the
             domains must already have one size).
     """
@@ -156,11 +160,17 @@ class DomainPair(ImageDataModule):
         target: ImageDataModule,
         channels: int | None = None,
         target_labels: bool = True,
+        statistics: str = "source",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if channels not in (None, 1, 3):
             raise ConfigError(f"data.channels must be 1, 3 or null, got {channels}.")
+        if statistics not in STATISTICS:
+            raise ConfigError(
+                f"data.statistics must be one of {', '.join(STATISTICS)}, got '{statistics}'."
+            )
+        self.statistics = statistics
         self.source, self.target = source, target
         # mirroring must keep labels in both domains for a pipeline to flip
         self.flip_safe = getattr(source, "flip_safe", True) and getattr(target, "flip_safe", True)
@@ -191,6 +201,24 @@ class DomainPair(ImageDataModule):
         self.target_splits = tgt
         self.skipped = self.source.skipped + self.target.skipped
         return src
+
+    @property
+    def target_normalization(self) -> tuple[list[float], list[float]]:
+        """Per-channel (mean, std) the target's images are normalised with: the source's, or
+        under ``statistics=per_domain`` those of the target training images (no labels used)."""
+        mean, std = self.normalization  # loads the splits
+        if self.statistics == "source":
+            return mean, std
+        images = self.target_splits.train[0].float() / 255
+        own_mean = images.mean((0, 2, 3)).tolist()
+        own_std = images.std((0, 2, 3)).clamp_min(1e-3).tolist() if self.std is None else std
+        return own_mean, own_std
+
+    def target_train_loader(self) -> DataLoader:
+        """The target's training images the evaluation way, labels all -1 (for AdaBN)."""
+        self._loaded()
+        images, labels = self.target_splits.train
+        return self.loader_over(images, torch.full_like(labels, -1), train=False)
 
     def _reconciled(self, splits: Splits) -> Splits:
         """Both domains' images converted to the pair's channel count and image size."""

@@ -4,10 +4,13 @@ batches and unlabelled target batches together, and scores both domains."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
+from transferlab.domain.adabn import batchnorm_layers, estimate_statistics, using_statistics
 from transferlab.domain.methods import Alignment
+from transferlab.errors import ConfigError
 from transferlab.metrics import classification_metrics
 from transferlab.module import TransferModule
 
@@ -26,6 +29,9 @@ class DomainAdaptationModule(TransferModule):
         alignment: the method (DANN, MMD, CORAL), or None for source-only training.
         target_labels: whether the target has labelled val/test sets (loader order follows).
         oracle: also keep the checkpoint that is best on target validation (``val_target/acc``).
+        target_mean, target_std: the target images' input statistics (default: the source's).
+        target_bn: AdaBN: score the target with BatchNorm statistics re-estimated on its
+            unlabelled training images at the start of every validation and test.
     """
 
     def __init__(
@@ -34,10 +40,26 @@ class DomainAdaptationModule(TransferModule):
         alignment: Alignment | None = None,
         target_labels: bool = True,
         oracle: bool = False,
+        target_mean: Sequence[float] | None = None,
+        target_std: Sequence[float] | None = None,
+        target_bn: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.alignment, self.target_labels, self.oracle = alignment, target_labels, oracle
+        for name, given in (("target_mean", target_mean), ("target_std", target_std)):
+            own = getattr(self, name.removeprefix("target_"))
+            value = own.clone() if given is None else torch.tensor(given).view_as(own).float()
+            self.register_buffer(name, value)
+        # checkpoints from before per-domain statistics hold none: the source's then apply
+        self._register_load_state_dict_pre_hook(_default_target_statistics)
+        if target_bn and not batchnorm_layers(self):
+            raise ConfigError(
+                "domain_adaptation=adabn re-estimates BatchNorm statistics on the target, but "
+                "this network has no BatchNorm layer; choose one that has (for example "
+                "backbone=dann_mnist backbone.batch_norm=true, or backbone=resnet18)."
+            )
+        self.target_bn, self._target_bn_stats = target_bn, None
         num_classes = self.num_classes
         self.val_target_metrics = classification_metrics(num_classes, "val_target/")
         self.test_source_metrics = classification_metrics(num_classes, "test_source/")
@@ -73,16 +95,42 @@ class DomainAdaptationModule(TransferModule):
             self.log(name, value, on_step=False, on_epoch=True)
         return loss + self.alignment.weight * da_loss
 
+    def as_target(self, x: torch.Tensor) -> torch.Tensor:
+        """Target images normalised with the target's statistics."""
+        return self.normalised(x, self.target_mean, self.target_std)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         xs, ys = batch["source"]
         xt, _ = batch["target"]  # the target's labels are all -1 (unknown) here
-        return self.total_loss(self.adaptation_loss(xs, ys, xt, self.progress()))
+        return self.total_loss(self.adaptation_loss(xs, ys, self.as_target(xt), self.progress()))
+
+    def _on_target(self, step, batch, *args):
+        """``step(batch, *args)`` on a target batch: its own statistics (and AdaBN's)."""
+        x, y = batch
+        with using_statistics(self, self._target_bn_stats):
+            return step((self.as_target(x), y), *args)
+
+    def refresh_target_statistics(self) -> None:
+        """AdaBN: re-estimate BatchNorm statistics on the target's unlabelled training images."""
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if not self.target_bn or dm is None:
+            return
+        batches = (x.to(self.device) for x, _ in dm.target_train_loader())
+        self._target_bn_stats = estimate_statistics(
+            self, batches, lambda x: self.head(self.backbone(self.as_target(x)))
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        self.refresh_target_statistics()
+
+    def on_test_epoch_start(self) -> None:
+        self.refresh_target_statistics()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if dataloader_idx == 0:
             self._eval_step(batch, self.val_metrics, "val")
         else:
-            self._eval_step(batch, self.val_target_metrics, "val_target")
+            self._on_target(self._eval_step, batch, self.val_target_metrics, "val_target")
 
     def eval_metrics(self, stage: str):
         extra = self.val_target_metrics if stage == "val" else self.test_source_metrics
@@ -93,6 +141,12 @@ class DomainAdaptationModule(TransferModule):
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.target_labels and dataloader_idx == 0:
-            super().test_step(batch, batch_idx)
+            self._on_target(super().test_step, batch, batch_idx)
         else:
             self._eval_step(batch, self.test_source_metrics, "test_source")
+
+
+def _default_target_statistics(module, state_dict, prefix, *args) -> None:
+    for name in ("mean", "std"):
+        if f"{prefix}{name}" in state_dict:
+            state_dict.setdefault(f"{prefix}target_{name}", state_dict[f"{prefix}{name}"])
