@@ -287,7 +287,7 @@ class TransferModule(pl.LightningModule):
     def log_epoch_metrics(self, stage: str) -> None:
         """Compute, log and reset the stage's metrics; compute syncs them across DDP ranks."""
         for metrics in self.eval_metrics(stage):
-            if any(m.update_count for m in metrics.values()):  # a loader that ran this epoch
+            if metrics.updated():  # a loader that ran this epoch
                 self.log_dict(metrics.compute())
             metrics.reset()
 
