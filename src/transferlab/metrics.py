@@ -3,6 +3,7 @@ classes; MAE, RMSE, R² and Spearman correlation for a continuous target."""
 
 from __future__ import annotations
 
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -21,12 +22,51 @@ from torchmetrics.regression import (
 
 from transferlab.calibration import ECE_BINS
 
+# batches held before one update of every metric: an update costs about a millisecond whatever
+# its size (argument checks, one kernel per state), a cost each training step paid before
+FLUSH_EVERY = 16
+
+
+class BufferedMetrics(MetricCollection):
+    """A MetricCollection that holds (preds, target) batches and updates its metrics with them
+    together, every ``FLUSH_EVERY`` batches and before computing. The metrics here are sums and
+    concatenations over samples, so the values are those of one update per batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.pending.append((preds, target))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            preds = torch.cat([p for p, _ in self.pending])
+            target = torch.cat([t for _, t in self.pending])
+            self.pending = []
+            super().update(preds, target)
+
+    def updated(self) -> bool:
+        """Whether any batch came in since the last reset."""
+        return bool(self.pending) or any(m.update_count for m in self.values())
+
+    def compute(self) -> dict:
+        self.flush()
+        return super().compute()
+
+    def reset(self) -> None:
+        self.pending = []
+        super().reset()
+
 
 def classification_metrics(
     num_classes: int, prefix: str, calibration: bool = True
 ) -> MetricCollection:
     """Accuracy plus macro precision, recall, F1 and AUROC, named ``{prefix}acc`` etc., and with
-    ``calibration`` the expected calibration error (15 bins, l1) as ``{prefix}ece``."""
+    ``calibration`` the expected calibration error (15 bins, l1) as ``{prefix}ece``; updates
+    are buffered (:class:`BufferedMetrics`)."""
     metrics = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "precision": MulticlassPrecision(num_classes, average="macro"),
@@ -36,7 +76,7 @@ def classification_metrics(
     }
     if calibration:
         metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1")
-    return MetricCollection(metrics, prefix=prefix)
+    return BufferedMetrics(metrics, prefix=prefix)
 
 
 def regression_metrics(prefix: str) -> MetricCollection:
@@ -48,7 +88,7 @@ def regression_metrics(prefix: str) -> MetricCollection:
         "r2": R2Score(),
         "spearman": SpearmanCorrCoef(),
     }
-    return MetricCollection(metrics, prefix=prefix)
+    return BufferedMetrics(metrics, prefix=prefix)
 
 
 def task_metrics(task: str, num_classes: int, prefix: str, calibration: bool = True):

@@ -323,7 +323,7 @@ class TransferModule(pl.LightningModule):
         """The stage's metrics over the epoch, then reset; compute syncs them across DDP ranks."""
         found = {}
         for metrics in self.eval_metrics(stage):
-            if any(m.update_count for m in metrics.values()):  # a loader that ran this epoch
+            if metrics.updated():  # a loader that ran this epoch
                 found.update(metrics.compute())
             metrics.reset()
         return found
