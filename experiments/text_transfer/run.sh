@@ -56,7 +56,7 @@ for n in 100 300; do
   done
 done
 # the plain loop clips the gradient norm at 1.0 like the framework's default trainer: equal work
-$PY experiments/text_transfer/throughput.py --rounds 3 --plain-clip 1.0 --out $OUT/throughput.json \
+$PY experiments/text_transfer/throughput.py --rounds 4 --plain-clip 1.0 --out $OUT/throughput.json \
   > "$OUT/logs/throughput.log" 2>&1
 $PY experiments/text_transfer/table.py $OUT
 # the README's two commands (all 4,512 training texts, the default recipe)
