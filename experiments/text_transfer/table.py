@@ -26,8 +26,12 @@ PLAIN = [("fe", "plain loop: frozen encoder + linear head"), ("full", "plain loo
 PLAIN += [("logreg", "logistic regression on frozen embeddings")]
 
 
-def framework_runs(root: Path, arm: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(root.glob(f"{arm}/s*/metrics.json"))]
+def framework_runs(root: Path, arm: str, with_seed: bool = False) -> list[dict]:
+    runs = []
+    for path in sorted(root.glob(f"{arm}/s*/metrics.json")):
+        run = json.loads(path.read_text())
+        runs.append({**run, "seed": int(path.parent.name[1:])} if with_seed else run)
+    return runs
 
 
 def plain_runs(root: Path, task: str, arm: str, n: int = 1000) -> list[dict]:
@@ -62,6 +66,19 @@ def polarity_table(root: Path, rows: list) -> list[str]:
         out.append(row(name, framework_runs(root, arm), keys, rows))
     for arm, name in PLAIN:
         out.append(row(name, plain_runs(root, "polarity", arm), keys, rows))
+    return out
+
+
+def paired_gaps(root: Path) -> list[str]:
+    """Framework minus plain loop, seed by seed (each seed has its own split), in points."""
+    out = ["| arm | framework − plain loop, test acc points (per seed) | mean |", "|---|---|---|"]
+    for arm, plain_arm in (("fe", "fe"), ("full", "full"), ("fe", "logreg")):
+        fw = {r["seed"]: r["test/acc"] for r in framework_runs(root, arm, with_seed=True)}
+        pl = {r["seed"]: r["test/acc"] for r in plain_runs(root, "polarity", plain_arm)}
+        gaps = [100 * (fw[s] - pl[s]) for s in sorted(fw.keys() & pl.keys())]
+        if gaps:
+            cells = ", ".join(f"{g:+.1f}" for g in gaps)
+            out.append(f"| {arm} vs plain {plain_arm} | {cells} | {statistics.mean(gaps):+.1f} |")
     return out
 
 
@@ -126,6 +143,7 @@ def main() -> None:
     root = Path(sys.argv[1])
     rows: list[dict] = []
     print("\n".join(polarity_table(root, rows)), "\n")
+    print("\n".join(paired_gaps(root)), "\n")
     print("\n".join(valence_table(root, rows)), "\n")
     curves = sample_efficiency(root)
     print("| n | " + " | ".join(curves) + " |")
