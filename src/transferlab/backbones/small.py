@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferlab.backbones import Backbone, LayerGroup, load_backbone_weights
+from transferlab.backbones.vision import Backbone, LayerGroup, load_backbone_weights
 from transferlab.errors import ConfigError
 
 
