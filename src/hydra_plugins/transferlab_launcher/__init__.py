@@ -1,1 +1,2 @@
-"""transferlab's Hydra plugins: ``hydra/launcher=parallel`` (see ``parallel_launcher``)."""
+"""transferlab's Hydra plugins: ``hydra/launcher=parallel`` (see ``parallel_launcher``) and
+``hydra/launcher=heads`` (see ``heads_launcher``)."""

@@ -20,8 +20,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
+from hydra_plugins.transferlab_launcher.parallel_launcher import job_configs
 from transferlab.build.head_sweep import check_head_sweep
 from transferlab.errors import ConfigError, exit_refused, run_or_explain
 from transferlab.sweep import run_isolated
@@ -85,14 +86,7 @@ class HeadsLauncher(Launcher):
         start = time.perf_counter()
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        configs = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides)
-            )
-            with open_dict(sweep_config):
-                sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
-            configs.append(sweep_config)
+        configs = job_configs(self.hydra_context, self.config, job_overrides, initial_job_idx)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         try:
             check_head_sweep(configs)

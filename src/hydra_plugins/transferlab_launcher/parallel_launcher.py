@@ -40,6 +40,23 @@ from transferlab.sweep import write_failure
 log = logging.getLogger(__name__)
 
 
+def job_configs(
+    hydra_context: HydraContext,
+    config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> list[DictConfig]:
+    """Each job's config, composed as Hydra's basic launcher composes it, numbered from
+    ``initial_job_idx``."""
+    configs = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
+        configs.append(sweep_config)
+    return configs
+
+
 class HydraJob:
     """Runs one sweep job inside a worker, as Hydra's basic launcher would in its own process."""
 
@@ -91,14 +108,7 @@ class ParallelLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        configs = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides)
-            )
-            with open_dict(sweep_config):
-                sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
-            configs.append(sweep_config)
+        configs = job_configs(self.hydra_context, self.config, job_overrides, initial_job_idx)
         envs = slot_environments(
             self.slots, self.threads_per_job, local_gpus(), os.cpu_count() or 1
         )
