@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from transferlab.backbones.small import create_dann_mnist
+from transferlab.batchnorm import estimate_statistics, read_statistics, using_statistics
 from transferlab.build import build_datamodule, build_experiment
-from transferlab.domain.adabn import estimate_statistics, read_statistics, using_statistics
 from transferlab.errors import ConfigError
 from transferlab.train import train
 

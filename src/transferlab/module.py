@@ -15,6 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.backbones import HEAD_GROUP, Backbone
+from transferlab.batchnorm import recalibrate_batchnorm
 from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
 from transferlab.metrics import task_metrics
@@ -170,6 +171,16 @@ class TransferModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.train()  # Lightning leaves the mode as built; re-apply the BN policy every epoch
+
+    def on_validation_epoch_start(self) -> None:
+        if self.strategy.precise_bn and not self.trainer.sanity_checking:
+            recalibrate_batchnorm(self)
+
+    def statistics_batches(self):
+        """What training passes through the backbone, batch by batch, the evaluation way (fixed
+        order, no augmentation): the training images. Precise BN runs on them."""
+        for x, _ in self.trainer.datamodule.eval_dataloader("train"):
+            yield x.to(self.device)
 
     def on_train_epoch_end(self) -> None:
         self.log_dict(self.train_metrics.compute())  # synced across DDP ranks by torchmetrics

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from transferlab.domain.adabn import batchnorm_layers, estimate_statistics, using_statistics
+from transferlab.batchnorm import batchnorm_layers, estimate_statistics, using_statistics
 from transferlab.domain.methods import Alignment
 from transferlab.errors import ConfigError
 from transferlab.metrics import classification_metrics
@@ -121,7 +121,21 @@ class DomainAdaptationModule(TransferModule):
         )
 
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()  # precise BN first: AdaBN then starts from it
         self.refresh_target_statistics()
+
+    def statistics_batches(self):
+        """Source training images; with an alignment loss, each batch joined by target training
+        images, as the training step passes them through the backbone together."""
+        dm = self.trainer.datamodule
+        source = (x for x, _ in dm.eval_dataloader("train"))
+        if self.alignment is None:
+            yield from (x.to(self.device) for x in source)
+            return
+        target = (x for x, _ in dm.target_train_loader())
+        for xs, xt in zip(source, target, strict=False):  # up to the shorter: pairs like training's
+            xs, xt = xs.to(self.device), xt.to(self.device)
+            yield torch.cat([self.normalised(xs), self.as_target(xt)])
 
     def on_test_epoch_start(self) -> None:
         self.refresh_target_statistics()

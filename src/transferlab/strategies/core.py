@@ -33,6 +33,10 @@ class Strategy:
         unfreeze: when to unfreeze more groups during training (gradual unfreezing, two-phase).
         bn: ``frozen`` keeps BatchNorm layers of frozen groups in eval mode (running statistics
             untouched); ``train`` lets them keep updating their statistics.
+        precise_bn: before each validation, re-estimate the running statistics of the backbone's
+            BatchNorm layers that training updates, on the training images with the current
+            weights (:mod:`transferlab.batchnorm`); costs one forward pass over at most
+            ``PRECISE_BN_BATCHES`` training batches an epoch.
         cache_features: ``auto`` computes a frozen backbone's features once and trains the head
             on them whenever that gives the same training (see :mod:`transferlab.cache`);
             ``true`` insists (an error says why it cannot), ``false`` never caches.
@@ -46,6 +50,7 @@ class Strategy:
     layer_decay: float = 1.0
     reinit: bool = False
     bn: str = "frozen"
+    precise_bn: bool = False
     unfreeze: UnfreezeSchedule | None = None
     cache_features: bool | str = "auto"
     peft: LoRA | BitFit | Adapters | PromptTuning | None = None
