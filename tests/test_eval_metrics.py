@@ -102,7 +102,7 @@ def test_best_checkpoint_is_the_epoch_with_the_best_val_acc(make_cfg):
     # a high LR: val/acc changes from epoch to epoch, so "best" picks one of them
     overrides = ["optimizer.lr=3e-2", "+trainer.limit_val_batches=2"]
     cfg = make_cfg(["data=synthetic", "trainer.max_epochs=4", "logger=csv", *overrides])
-    train(cfg)
+    metrics = train(cfg)
     *accs, final = val_acc_per_epoch(cfg.paths.output_dir)
     assert len(accs) == 4 and len(set(accs)) > 1  # one val/acc per epoch, then the final one
     assert final == max(accs)  # the final validation scores the best checkpoint
@@ -114,6 +114,10 @@ def test_best_checkpoint_is_the_epoch_with_the_best_val_acc(make_cfg):
     (best,) = [s for k, s in ckpt["callbacks"].items() if "'monitor': 'val/acc'" in k]
     assert float(best["best_model_score"]) == pytest.approx(max(accs))
     assert accs[ckpt["epoch"]] == max(accs)
+    # metrics.json says how many steps ran and at which one the scored weights were saved
+    steps_per_epoch = metrics["steps/run"] / 4
+    assert steps_per_epoch == int(steps_per_epoch) > 0
+    assert metrics["steps/best"] == ckpt["global_step"] == (ckpt["epoch"] + 1) * steps_per_epoch
 
 
 def test_early_stopping_sees_val_acc_at_the_end_of_each_validation(make_cfg):

@@ -4,6 +4,7 @@ on val and test. Knows the trainer and the module, not the config."""
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from transferlab.domain import ORACLE_MONITOR
@@ -16,6 +17,10 @@ def fit_and_evaluate(trainer: pl.Trainer, module: TransferModule, dm, ckpt_path:
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics["steps/run"] = float(trainer.global_step)  # optimizer steps, early stopping included
+    if best:  # the step the scored weights were saved at
+        saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+        metrics["steps/best"] = float(saved["global_step"])
     metrics.update(oracle_metrics(trainer, module, dm))  # before "best": the module ends on it
     for stage in (trainer.validate, trainer.test):
         found = stage(

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchmetrics import MetricCollection
@@ -173,7 +174,10 @@ class TransferModule(pl.LightningModule):
         self.train()  # Lightning leaves the mode as built; re-apply the BN policy every epoch
 
     def on_validation_epoch_start(self) -> None:
-        if self.strategy.precise_bn and not self.trainer.sanity_checking:
+        # during a fit only: a checkpoint scored later (best epoch, transferlab-eval) keeps the
+        # statistics it was saved with
+        fitting = self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+        if self.strategy.precise_bn and fitting:
             recalibrate_batchnorm(self)
 
     def statistics_batches(self):
