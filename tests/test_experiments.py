@@ -55,7 +55,7 @@ def test_every_swept_value_composes(path):
 def test_the_exercises_sweep_what_they_promise():
     params = {p.stem: sweep_params(p) for p in EXPERIMENTS}
     ex1 = params["exercise1_compare_strategies"]
-    assert ex1["strategy"] == ["feature_extraction", "partial", "full"]
+    assert ex1["strategy"] == ["feature_extraction", "partial", "full", "two_phase"]
     ex2 = params["exercise2_unfreeze_schedules"]
     assert ex2["schedule"] == ["every_epoch", "every_5_epochs", "on_plateau"]
     ex4 = params["exercise4_ablation"]
