@@ -36,7 +36,7 @@ def effect_panel(ax, factor: str, levels: list[Level], grand_mean: float) -> Non
     it (no line between the points, so the values stay clear)."""
     xs = range(len(levels))
     means = [level.mean for level in levels]
-    ax.axhline(grand_mean, color="grey", linestyle=":", linewidth=1)
+    ax.axhline(grand_mean, color="grey", linestyle=":", linewidth=1, label="mean of all runs")
     ax.errorbar(
         xs, means, yerr=[level.std for level in levels], marker="o", capsize=4, linestyle="none"
     )
@@ -59,6 +59,7 @@ def main_effects_chart(effects: dict[str, list[Level]], metric: str, path: Path)
     for ax, (factor, factor_levels) in zip(axes[0], effects.items(), strict=True):
         effect_panel(ax, factor, factor_levels, grand_mean)
     axes[0][0].set_ylabel(f"{metric} (mean ± std over runs)")
+    axes[0][0].legend(fontsize=7, loc="best", frameon=False)
     return save(fig, path)
 
 
