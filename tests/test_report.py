@@ -1,9 +1,12 @@
-"""transferlab-report on hand-made multirun dirs: mean ± std per arm, failures, E(n) curve."""
+"""transferlab-report on hand-made multirun dirs: mean ± std per arm, failures, E(n) curve,
+main effects of a factorial grid and the short labels of the pictures."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -12,6 +15,10 @@ import yaml
 
 from transferlab.report import arm_keys, collect_runs, main, summarise, write_report
 from transferlab.report.efficiency import negative_transfer, sample_efficiency
+from transferlab.report.factors import main_effects, strongest, two_way
+from transferlab.report.labels import abbreviate, abbreviations, config_labels, keys_title
+from transferlab.report.plots import value_text
+from transferlab.report.runs import Arm
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], metrics=None, failure=None) -> Path:
@@ -156,3 +163,104 @@ def test_display_overrides_do_not_split_an_arm(tmp_path):
     write_report(root)
     text = (root / "report.md").read_text()
     assert "| all runs | 3 | **0.850 ± 0.050** |" in text  # one arm over the three seeds
+
+
+GAINS = {  # test/acc = 0.5 + one gain per factor + 0.01 * seed
+    "scheduler": {"cosine": 0.0, "onecycle": 0.02},
+    "strategy": {"feature_extraction": 0.0, "full": 0.1},
+    "backbone": {"efficientnet_b0": 0.0, "resnet18": 0.2},
+}
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    """scheduler x strategy x backbone x two seeds (16 runs) and one failed job; the factor
+    listed last moves the metric most, the first one least."""
+    root = tmp_path / "grid"
+    cells = list(itertools.product(*GAINS.values(), (0, 1)))
+    for num, (*levels, seed) in enumerate(cells):
+        acc = 0.5 + sum(GAINS[k][v] for k, v in zip(GAINS, levels, strict=True)) + 0.01 * seed
+        overrides = [f"{k}={v}" for k, v in zip(GAINS, levels, strict=True)] + [f"seed={seed}"]
+        make_job(root, num, overrides, metrics(acc))
+    make_job(
+        root,
+        len(cells),
+        ["scheduler=cosine", "strategy=full", "backbone=resnet18", "seed=2"],
+        failure={"error": "RuntimeError", "message": "out of memory"},
+    )
+    return root
+
+
+def test_main_effects_pool_every_finished_run_at_a_level(grid):
+    runs = collect_runs(grid)
+    effects = main_effects(runs, arm_keys(runs), "test/acc")
+    assert list(effects) == ["scheduler", "strategy", "backbone"]
+    backbone = {level.value: level for level in effects["backbone"]}
+    # resnet18: 0.7 + {0, 0.1} + {0, 0.02} + {0, 0.01}: mean 0.765, deviations ±0.035 … ±0.065
+    assert backbone["resnet18"].mean == pytest.approx(0.765)
+    assert backbone["resnet18"].std == pytest.approx(math.sqrt(0.021 / 7))
+    assert backbone["efficientnet_b0"].mean == pytest.approx(0.565)
+    assert [level.n for level in effects["backbone"]] == [8, 8]  # the failed job counts nowhere
+    means = [level.mean for level in effects["scheduler"]]
+    assert means == [pytest.approx(0.655), pytest.approx(0.675)]
+
+
+def test_the_two_strongest_factors_make_the_heatmap(grid):
+    runs = collect_runs(grid)
+    effects = main_effects(runs, arm_keys(runs), "test/acc")
+    assert strongest(effects) == ["backbone", "strategy"]
+    cells = two_way(runs, effects, "test/acc")
+    assert (cells.rows, cells.cols) == ("backbone", "strategy")
+    assert cells.row_levels == ["efficientnet_b0", "resnet18"]
+    assert cells.means[1][1] == pytest.approx(0.815)  # resnet18, full: 0.8 + 0.01 + 0.005
+    assert cells.means[0][0] == pytest.approx(0.515)
+    assert cells.counts == [[4, 4], [4, 4]]
+
+
+def test_factorial_report_draws_and_tabulates_the_main_effects(grid):
+    written = {p.name for p in write_report(grid)}
+    assert {"main_effects.png", "heatmap.png", "bars.png"} <= written
+    assert (grid / "main_effects.png").stat().st_size > 1000
+    assert (grid / "heatmap.png").stat().st_size > 1000
+    text = (grid / "report.md").read_text()
+    assert "| backbone | resnet18 | 0.765 ± 0.055 | 8 |" in text
+    assert "| scheduler | onecycle | 0.675 ± 0.120 | 8 |" in text
+    assert "`backbone` 0.200, `strategy` 0.100, `scheduler` 0.020" in text
+    assert "![main_effects](main_effects.png)" in text and "![heatmap](heatmap.png)" in text
+    assert "`feat_extr` = feature_extraction, `effi_b0` = efficientnet_b0" in text
+
+
+def test_a_one_factor_sweep_draws_no_main_effects(sweep):
+    runs = collect_runs(sweep)
+    assert main_effects(runs, arm_keys(runs), "test/acc") == {}
+    written = {p.name for p in write_report(sweep)}
+    assert "main_effects.png" not in written and "heatmap.png" not in written
+    assert not (sweep / "main_effects.png").exists() and not (sweep / "heatmap.png").exists()
+    assert "## Main effects" not in (sweep / "report.md").read_text()
+
+
+def test_bar_labels_are_the_varying_values_abbreviated(grid):
+    runs = collect_runs(grid)
+    arms = summarise(runs, arm_keys(runs))
+    labels = config_labels(arms)
+    assert keys_title(arms) == "scheduler · strategy · backbone"
+    assert labels[0] == "cosine · feat_extr · effi_b0"
+    assert labels[-1] == "onecycle · full · resnet18"
+    assert all("=" not in label and "seed" not in label for label in labels)
+    assert abbreviations(arms) == {"feat_extr": "feature_extraction", "effi_b0": "efficientnet_b0"}
+
+
+def test_abbreviations_keep_digits_and_never_merge_two_levels():
+    assert abbreviate("vit_tiny_patch16_224") == "vit_tiny_patc16_224"
+    assert abbreviate("onecycle") == "onecycle" and abbreviate("") == "default"
+    arm = Arm({"strategy": "feature_extraction"}, [], {})
+    twin = Arm({"strategy": "feature_extractor"}, [], {})
+    assert config_labels([arm, twin]) == ["feature_extraction", "feature_extractor"]
+
+
+def test_bars_print_mean_and_std_over_seeds_or_the_one_value(sweep):
+    runs = collect_runs(sweep)
+    full = next(a for a in summarise(runs, arm_keys(runs)) if a.choices["strategy"] == "full")
+    assert value_text(full, "test/acc") == "0.850 ± 0.050"
+    single = Arm({"strategy": "full"}, full.runs[:1], {"test/acc": (0.9, 0.0)})
+    assert value_text(single, "test/acc") == "0.900"

@@ -2,7 +2,10 @@
 
 - :mod:`~transferlab.report.runs` reads the job dirs and groups runs into arms (mean ± std).
 - :mod:`~transferlab.report.efficiency` turns an n-per-class sweep into E(n) curves.
-- :mod:`~transferlab.report.pages` and :mod:`~transferlab.report.plots` write the page and PNGs.
+- :mod:`~transferlab.report.factors` gives a factorial sweep's main effects per factor level.
+- :mod:`~transferlab.report.pages`, :mod:`~transferlab.report.plots` and
+  :mod:`~transferlab.report.factor_plots` write the page and PNGs, labelled the short way of
+  :mod:`~transferlab.report.labels`.
 """
 
 from transferlab.report.cli import main

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 
@@ -12,25 +13,50 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from transferlab.report.efficiency import SCRATCH, n_order, negative_transfer  # noqa: E402
+from transferlab.report.labels import config_labels, keys_title  # noqa: E402
 from transferlab.report.runs import Arm, Run  # noqa: E402
 
 CURVE_METRIC = "val/acc"
 
 
+def value_text(arm: Arm, metric: str) -> str:
+    """The number printed on an arm's bar: mean ± std over its seeds, or the one run's value."""
+    mean, std = arm.stats[metric]
+    return f"{mean:.3f} ± {std:.3f}" if len(arm.runs) > 1 else f"{mean:.3f}"
+
+
 def bar_chart(arms: list[Arm], metric: str, path: Path) -> Path | None:
-    """Horizontal bars: each arm's mean ``metric`` with its std as error bar."""
-    arms = [a for a in arms if metric in a.stats]
+    """Horizontal bars, best arm on top: each arm's mean ``metric``, its std over seeds as error
+    bar, the value printed beside it, the arm named by its short label."""
+    arms = [a for a in arms if metric in a.stats and not math.isnan(a.stats[metric][0])]
     if not arms:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(arms) + 1.2))
+    arms = sorted(arms, key=lambda a: -a.stats[metric][0])
     means = [a.stats[metric][0] for a in arms]
     stds = [a.stats[metric][1] for a in arms]
-    ax.barh(range(len(arms)), means, xerr=stds, color="tab:blue", alpha=0.8, capsize=3)
-    ax.set_yticks(range(len(arms)), [a.label for a in arms], fontsize=8)
+    seeded = any(len(a.runs) > 1 for a in arms)
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(arms) + 1.3))
+    errors = stds if seeded else None
+    ax.barh(range(len(arms)), means, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
+    ax.set_yticks(range(len(arms)), config_labels(arms), fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric} (mean ± std over seeds)")
+    tops = [m + s for m, s in zip(means, stds, strict=True)]
+    low = min(0.0, *(m - s for m, s in zip(means, stds, strict=True)))
+    span = (max(tops) - low) or 1.0
+    for y, arm in enumerate(arms):
+        ax.text(tops[y] + 0.01 * span, y, value_text(arm, metric), va="center", fontsize=8)
+    ax.set_xlim(low, max(tops) + 0.22 * span)  # room for the printed values
+    if keys_title(arms):  # above the labels it explains, flush with the picture's left edge
+        fig.suptitle(keys_title(arms), x=0.01, ha="left", fontsize=9)
+    spread = "mean ± std over seeds" if seeded else "one run per configuration"
+    ax.set_xlabel(f"{metric} ({spread})")
+    return save(fig, path)
+
+
+def save(fig, path: Path) -> Path:
+    """Write ``fig`` with every label inside the picture, and free it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -55,13 +81,13 @@ def curves_chart(arms: list[Arm], path: Path) -> Path | None:
     """Mean validation accuracy per epoch for each arm."""
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
-    for arm in arms:
+    for arm, label in zip(arms, config_labels(arms), strict=True):
         curves = [c for c in (learning_curve(r) for r in arm.runs) if c]
         if not curves:
             continue
         length = min(len(c) for c in curves)
         mean = [statistics.fmean(c[e] for c in curves) for e in range(length)]
-        ax.plot(range(1, length + 1), mean, marker="o", markersize=3, label=arm.label)
+        ax.plot(range(1, length + 1), mean, marker="o", markersize=3, label=label)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -69,11 +95,8 @@ def curves_chart(arms: list[Arm], path: Path) -> Path | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{CURVE_METRIC} (mean over seeds)")
     if drawn <= 12:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        ax.legend(fontsize=7, title=keys_title(arms) or None, title_fontsize=7)
+    return save(fig, path)
 
 
 def efficiency_chart(curves: dict, negatives: list[tuple], metric: str, path: Path) -> Path:
@@ -105,10 +128,7 @@ def efficiency_chart(curves: dict, negatives: list[tuple], metric: str, path: Pa
     ax.set_xlabel("labelled images per class (n)")
     ax.set_ylabel(f"{metric} (mean ± std)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def save_plots(runs: list[Run], arms: list[Arm], curves: dict, metric: str, out: Path):

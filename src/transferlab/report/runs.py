@@ -101,10 +101,6 @@ class Arm:
     runs: list[Run]
     stats: dict[str, tuple[float, float]]
 
-    @property
-    def label(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.choices.items()) or "all runs"
-
 
 def summarise(runs: list[Run], keys: list[str]) -> list[Arm]:
     """Group successful runs by the values of ``keys``; mean ± std of every numeric metric."""
