@@ -200,9 +200,11 @@ def main() -> None:
             if args.only != "framework":
                 for n in ns:
                     for seed in seeds:
+                        path = args.out / "plain" / f"{arm}_n{n}_seed{seed}.json"
+                        if path.is_file():  # measured already: a re-run adds what is missing
+                            continue
                         result = run_plain(arm, n, seed, args.epochs, model_name, weights)
                         print(json.dumps(result), flush=True)
-                        path = args.out / "plain" / f"{arm}_n{n}_seed{seed}.json"
                         path.write_text(json.dumps(result))
             if args.only != "plain":
                 run_framework(arm, ns, seeds, args.epochs, args.out, args.quick)
