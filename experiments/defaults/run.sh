@@ -33,3 +33,6 @@ sweep feature_extraction strategy=feature_extraction optimizer.lr=1e-3,3e-3,1e-2
 # label smoothing 0.1 (the plain loop's) on the backbone-training recipes
 sweep smoothing strategy=full,partial,scratch strategy.backbone_lr_mult=1.0 strategy.precise_bn=true \
   loss.label_smoothing=0.1
+# the head's LR was best at the top of the first grid: extend it upwards
+sweep feature_extraction_hi strategy=feature_extraction optimizer.lr=3e-2,1e-1 \
+  loss.label_smoothing=0.0,0.1
