@@ -118,3 +118,16 @@ def test_the_parameter_table_shows_the_trainable_share_and_adapter_parameters():
     assert "9.1" in text and "150 of 2,150 parameters trainable (7.0%)" in text
     plain = render(parameter_table([{**r, "adapter": 0} for r in rows]))
     assert "adapter" not in plain
+
+
+@pytest.mark.parametrize("strategy", ["full", "partial"])
+def test_an_image_backbone_trains_at_the_head_lr_by_default(make_cfg, strategy):
+    """Chosen on validation (experiments/defaults): full and partial leave backbone_lr_mult null,
+    which for an image backbone means the head's LR."""
+    from transferlab.build import build_module
+
+    cfg = make_cfg([f"strategy={strategy}"])
+    assert cfg.strategy.backbone_lr_mult is None
+    module = build_module(cfg, 5, 1, [0.5], [0.25])
+    trained = [m for m in module.lr_multipliers if m > 0]
+    assert trained and all(m == 1.0 for m in trained)

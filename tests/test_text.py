@@ -243,3 +243,17 @@ def test_text_regression_trains_and_reports_regression_metrics(make_cfg, tiny_te
 
     with pytest.raises(ConfigError, match="score it with transferlab-eval"):
         require_image_model(load_module(str(ckpt))[0], "transferlab-export")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "mult"), [("full", 0.1), ("partial", 0.1), ("layer_decay", 1.0)]
+)
+def test_a_text_encoder_trains_at_a_tenth_of_the_head_lr_by_default(
+    make_cfg, tiny_text_model, strategy, mult
+):
+    """strategy.backbone_lr_mult=null (full, partial) is the backbone kind's default: 0.1 for a
+    text encoder; a strategy that sets it (layer_decay: 1.0) keeps its own, and so does a user."""
+    module = strategy_module(make_cfg, tiny_text_model, strategy)
+    assert module.strategy.backbone_lr_mult == pytest.approx(mult)
+    module = strategy_module(make_cfg, tiny_text_model, strategy, "strategy.backbone_lr_mult=0.5")
+    assert module.strategy.backbone_lr_mult == 0.5

@@ -36,3 +36,6 @@ sweep smoothing strategy=full,partial,scratch strategy.backbone_lr_mult=1.0 stra
 # the head's LR was best at the top of the first grid: extend it upwards
 sweep feature_extraction_hi strategy=feature_extraction optimizer.lr=3e-2,1e-1 \
   loss.label_smoothing=0.0,0.1
+# does the lower backbone LR win with more steps? full fine-tuning for 100 epochs (200 steps)
+sweep full_long strategy=full strategy.backbone_lr_mult=0.1,1.0 strategy.precise_bn=true \
+  trainer.max_epochs=100

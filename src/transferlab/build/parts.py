@@ -20,6 +20,7 @@ from transferlab.domain import DomainAdaptationModule
 from transferlab.errors import ConfigError
 from transferlab.losses import create_loss
 from transferlab.module import TransferModule
+from transferlab.strategies import with_backbone_default
 
 TEXT_BACKBONE = "transferlab.backbones.create_text_backbone"
 
@@ -153,7 +154,9 @@ def build_module(
     """
     check_number(cfg.optimizer.get("lr"), "optimizer.lr", positive=True)
     check_number(cfg.optimizer.get("weight_decay", 0.0), "optimizer.weight_decay")
-    strategy = instantiate_part(cfg.strategy, "strategy")
+    strategy = with_backbone_default(
+        instantiate_part(cfg.strategy, "strategy"), text=is_text_backbone(cfg.backbone)
+    )
     loss_cfg = cfg.get("loss") or {}
     smoothing = loss_cfg.get("label_smoothing", 0.0)
     loss = create_loss(loss_cfg.get("name", "auto"), task, smoothing)

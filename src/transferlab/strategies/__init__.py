@@ -5,6 +5,7 @@ from transferlab.strategies.core import (
     backbone_multipliers,
     layer_decay_multipliers,
     trainable_mask,
+    with_backbone_default,
 )
 from transferlab.strategies.peft import Adapters, BitFit, LoRA, apply_peft
 from transferlab.strategies.prompt import PromptTuning
@@ -27,4 +28,5 @@ __all__ = [
     "diagonal_fisher",
     "layer_decay_multipliers",
     "trainable_mask",
+    "with_backbone_default",
 ]

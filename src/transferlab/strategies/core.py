@@ -7,7 +7,7 @@ multiplier of 0 means frozen (``requires_grad=False``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from transferlab.errors import ConfigError
@@ -27,7 +27,9 @@ class Strategy:
     Args:
         trainable_groups: how many backbone layer groups, counted from the top, train;
             0 trains the head only, ``all`` trains every group.
-        backbone_lr_mult: LR of the trainable backbone groups relative to the head's.
+        backbone_lr_mult: LR of the trainable backbone groups relative to the head's; None: the
+            backbone's default (:data:`DEFAULT_BACKBONE_LR_MULT`), filled in by
+            :func:`with_backbone_default` when the run is built.
         layer_decay: gamma of layer-wise LR decay; group l of L (head on top) gets gamma^(L-l).
         reinit: start the backbone from random weights (ignores backbone weights).
         unfreeze: when to unfreeze more groups during training (gradual unfreezing, two-phase).
@@ -46,7 +48,7 @@ class Strategy:
     """
 
     trainable_groups: int | str = "all"
-    backbone_lr_mult: float = 1.0
+    backbone_lr_mult: float | None = 1.0
     layer_decay: float = 1.0
     reinit: bool = False
     bn: str = "frozen"
@@ -61,7 +63,7 @@ class Strategy:
                 "A parameter-efficient strategy adapts pretrained weights, but strategy.reinit="
                 "true starts from random ones; set strategy.reinit=false."
             )
-        if self.backbone_lr_mult < 0:
+        if self.backbone_lr_mult is not None and self.backbone_lr_mult < 0:
             raise ConfigError(
                 f"strategy.backbone_lr_mult must be >= 0, got {self.backbone_lr_mult}; "
                 "use 0 only through strategy=feature_extraction."
@@ -79,6 +81,18 @@ class Strategy:
             raise ConfigError(
                 f"strategy.trainable_groups must be 'all' or an integer >= 0, got {k!r}."
             )
+
+
+# strategy.backbone_lr_mult=null: image backbones train at the head's LR (chosen on validation,
+# experiments/defaults/README.md), text encoders at a tenth of it (experiments/text_transfer)
+DEFAULT_BACKBONE_LR_MULT = {"image": 1.0, "text": 0.1}
+
+
+def with_backbone_default(strategy: Strategy, text: bool) -> Strategy:
+    """``strategy`` with ``backbone_lr_mult=None`` replaced by the backbone kind's default."""
+    if strategy.backbone_lr_mult is not None:
+        return strategy
+    return replace(strategy, backbone_lr_mult=DEFAULT_BACKBONE_LR_MULT["text" if text else "image"])
 
 
 def layer_decay_multipliers(num_groups: int, gamma: float) -> list[float]:
