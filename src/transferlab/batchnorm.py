@@ -110,8 +110,8 @@ def using_statistics(model: nn.Module, stats: BatchNormStatistics | None) -> Ite
         write_statistics(model, saved)
 
 
-# at most this many training batches per re-estimation (precise BN): 1,280 images at batch 64
-PRECISE_BN_BATCHES = 20
+# at most this many training batches per re-estimation (precise BN): 640 images at batch 64
+PRECISE_BN_BATCHES = 10
 
 
 def recalibrate_batchnorm(module) -> int:
