@@ -23,6 +23,7 @@ KNOBS = {
     "strategy.precise_bn": "false",
     "strategy.bn": "frozen",
     "loss.label_smoothing": "0.0",
+    "trainer.max_epochs": "20",
 }
 SHORT = {
     "strategy.backbone_lr_mult": "mult",
@@ -30,6 +31,7 @@ SHORT = {
     "strategy.precise_bn": "precise_bn",
     "strategy.bn": "bn",
     "loss.label_smoothing": "smoothing",
+    "trainer.max_epochs": "epochs",
 }
 
 

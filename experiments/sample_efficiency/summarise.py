@@ -28,7 +28,7 @@ GAIN_FLOOR = 2.0  # points
 def load(sweep: Path) -> dict[tuple[str, int], dict[int, dict]]:
     """{(arm, n): {seed: metrics}} for every finished job."""
     found: dict[tuple[str, int], dict[int, dict]] = defaultdict(dict)
-    for overrides in sorted(sweep.glob("*/.hydra/overrides.yaml")):
+    for overrides in sorted(sweep.rglob(".hydra/overrides.yaml")):
         job = overrides.parent.parent
         if not (job / "metrics.json").is_file():
             continue
