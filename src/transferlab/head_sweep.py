@@ -171,6 +171,9 @@ def fit_head(
             fit.best_state = copy.deepcopy(module.head.state_dict())
     module.head.load_state_dict(fit.best_state)
     fit.metrics.update(train)
+    # as a Lightning fit records them: the steps run and the step the best epoch ended at
+    fit.metrics["steps/run"] = float(epochs * per_epoch)
+    fit.metrics["steps/best"] = float((fit.best_epoch + 1) * per_epoch)
     if has_val:
         fit.metrics.update(evaluate(module, data, "val"))
     if len(data.features["test"][1]):
