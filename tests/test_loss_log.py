@@ -1,16 +1,22 @@
 """The training losses are logged as Lightning's per-step ``self.log`` logged them (the same names,
-steps and values), without a ``self.log`` call at every step."""
+steps and values), without a ``self.log`` call at every step; the divergence guard and the LR
+history keep their behaviour with their cheaper per-step work."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
+from transferlab.callbacks import DivergenceGuard, LRHistory
+from transferlab.errors import ConfigError
 from transferlab.loss_log import EpochMeans
+from transferlab.optim import MultiplierLR, build_param_groups
+from transferlab.schedules import Cosine
 from transferlab.train import train
 
 # 100 training images in batches of 32: the last batch of each epoch holds 4
@@ -76,3 +82,71 @@ def test_epoch_means_weigh_by_batch_size_in_float32():
     assert float(out["train/other"]) == float(out["train/loss"])
     means.reset()
     assert means.compute() == {}
+
+
+def guard_steps(guard: DivergenceGuard, losses: list[float]) -> None:
+    for step, loss in enumerate(losses, start=1):
+        trainer = SimpleNamespace(global_step=step)
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step - 1)
+
+
+def checked(guard: DivergenceGuard) -> str:
+    module = torch.nn.Linear(2, 2)
+    module.base_lr = 0.1
+    with pytest.raises(ConfigError) as error:
+        guard.check(SimpleNamespace(global_step=99, precision="32-true"), module)
+    return str(error.value)
+
+
+def test_divergence_guard_names_the_first_bad_step_and_value():
+    guard = DivergenceGuard()
+    guard_steps(guard, [1.0, 0.9])
+    guard.check(SimpleNamespace(global_step=2), torch.nn.Linear(2, 2))  # finite: no error
+    guard_steps(guard, [0.8, float("inf"), float("nan")])
+    assert "the loss became infinite at step 2" in checked(guard)
+    late = DivergenceGuard()
+    late.FOLD_EVERY = 4  # losses are checked in groups of 4 between the epoch-level checks
+    guard_steps(late, [1.0] * 6 + [float("nan")] + [float("inf")] * 5)
+    assert late.first_bad is not None and len(late.losses) == 0
+    assert "the loss became NaN at step 7" in checked(late)
+
+
+def reference_history(optimizer, scheduler, steps: int) -> dict[str, list[float]]:
+    """LRs recorded by reading every param group at every step (the first of each name)."""
+    lrs: dict[str, list[float]] = {}
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            history = lrs.setdefault(group["group"], [])
+            if len(history) < step + 1:
+                history.append(group["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def lr_parts():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    named = [
+        ("low", list(model[0].named_parameters())),
+        ("head", list(model[1].named_parameters())),
+    ]
+    optimizer = torch.optim.SGD(build_param_groups(named, [0.1, 1.0], 0.5, 1e-4), lr=0.5)
+    return optimizer, MultiplierLR(optimizer, Cosine(warmup=2), 10)
+
+
+def test_lr_history_records_each_groups_lr_at_every_step(tmp_path):
+    expected = reference_history(*lr_parts(), steps=10)
+    optimizer, scheduler = lr_parts()
+    history = LRHistory(str(tmp_path / "lr.png"))
+    trainer = SimpleNamespace(optimizers=[optimizer], global_step=0)
+    for step in range(10):
+        if step == 6:  # a resumed run: the saved history, then more steps
+            saved = history.state_dict()
+            history = LRHistory(str(tmp_path / "lr.png"))
+            history.load_state_dict(saved)
+        trainer.global_step = step
+        history.on_train_batch_start(trainer, None, None, step)
+        optimizer.step()
+        scheduler.step()
+    assert history.steps == list(range(10))
+    assert history.lrs == expected and list(history.lrs) == ["low", "head"]
