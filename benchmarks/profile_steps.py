@@ -3,6 +3,7 @@
 
     python -m benchmarks.profile_steps                  # the parts of a step, ms per step
     python -m benchmarks.profile_steps --top 25         # and the 25 costliest functions
+    python -m benchmarks.profile_steps --hooks          # CPU time of each per-step method
 
 Each epoch after the first is profiled from its start to its validation (so every training step
 with its hooks, the result collection, the schedule step and the next batch's fetch, but no
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import pstats
 import tempfile
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -35,7 +38,11 @@ PARTS = [
     ("    forward (normalise, backbone, head)", "transferlab/module.py", "features"),
     ("    loss module", "torch/nn/modules/loss.py", "forward"),
     ("    training-metric update (BufferedMetrics)", "transferlab/metrics.py", "update"),
-    ("    self.log('train/loss')", "pytorch_lightning/core/module.py", "log"),
+    (
+        "self.log, every call (the training loss: loss_log)",
+        "pytorch_lightning/core/module.py",
+        "log",
+    ),
     ("  backward", "torch/_tensor.py", "backward"),
     ("  gradient clipping", "pytorch_lightning/core/module.py", "clip_gradients"),
     ("  optimizer step (the update itself)", "torch/optim/adamw.py", "adamw"),
@@ -47,30 +54,89 @@ PARTS = [
     ("  LRHistory.on_train_batch_start", "transferlab/callbacks.py", "on_train_batch_start"),
     ("  DivergenceGuard.on_train_batch_end", "transferlab/callbacks.py", "on_train_batch_end"),
     ("  StepTimer (the benchmark's clock)", "transferlab/speed.py", "_now"),
+    (
+        "  TransferModule.on_train_batch_end (loss sums, step log)",
+        "transferlab/module.py",
+        "on_train_batch_end",
+    ),
     ("module hooks, all", "pytorch_lightning/trainer/call.py", "_call_lightning_module_hook"),
     ("result collection, per batch", "logger_connector.py", "on_batch_end"),
     ("logging step metrics", "logger_connector.py", "update_train_step_metrics"),
 ]
 
 
-class ProfileEpochs(pl.Callback):
-    """Profiles each training epoch after the first, from its start to its validation."""
+# the framework's own per-step methods, timed one by one with --hooks
+HOOKS = [
+    ("transferlab.module", "TransferModule", "total_loss"),
+    ("transferlab.module", "TransferModule", "on_train_batch_end"),
+    ("transferlab.metrics", "BufferedMetrics", "update"),
+    ("transferlab.callbacks", "DivergenceGuard", "on_train_batch_end"),
+    ("transferlab.callbacks", "LRHistory", "on_train_batch_start"),
+]
 
-    def __init__(self, profile: cProfile.Profile):
+
+class ProfileEpochs(pl.Callback):
+    """Profiles each training epoch after the first, from its start to its validation (with
+    ``profile=None`` it only marks that window in ``on``)."""
+
+    def __init__(self, profile: cProfile.Profile | None):
         self.profile, self.on, self.steps = profile, False, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch >= 1:
             self.on = True
-            self.profile.enable()
+            if self.profile is not None:
+                self.profile.enable()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps += self.on
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if self.on:
+        if self.on and self.profile is not None:
             self.profile.disable()
-            self.on = False
+        self.on = False
+
+
+def timed_hooks(window: ProfileEpochs, totals: dict[str, list]) -> list[tuple]:
+    """Wrap each of HOOKS the class defines itself so that its CPU time (``time.thread_time``)
+    and calls add up in ``totals`` inside the window; returns what to put back."""
+    restore = []
+    for module_name, class_name, name in HOOKS:
+        owner = getattr(importlib.import_module(module_name), class_name)
+        method = owner.__dict__.get(name)
+        if method is None:  # not defined here (an older version): nothing to time
+            continue
+
+        def timed(*args, _method=method, _key=f"{class_name}.{name}", **kwargs):
+            start = time.thread_time()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                if window.on:
+                    total = totals.setdefault(_key, [0.0, 0])
+                    total[0] += time.thread_time() - start
+                    total[1] += 1
+
+        setattr(owner, name, timed)
+        restore.append((owner, name, method))
+    return restore
+
+
+def hook_costs(run_dir: Path, epochs: int) -> tuple[dict[str, list], int]:
+    """CPU seconds and calls of each of HOOKS over the run's training steps (the first epoch
+    left out), no profiler running: ({"Class.method": [seconds, calls]}, steps)."""
+    window, totals = ProfileEpochs(None), {}
+    restore = timed_hooks(window, totals)
+    try:
+        cfg = compose_cfg([*NOOP, f"trainer.max_epochs={epochs}"], run_dir)
+        with quiet():
+            run = build_experiment(cfg)
+            run.trainer.callbacks.insert(0, window)  # first: its window opens before the others
+            fit_and_evaluate(run.trainer, run.module, run.fit_data, None)
+    finally:
+        for owner, name, method in restore:
+            setattr(owner, name, method)
+    return totals, window.steps
 
 
 def per_step(stats: pstats.Stats, steps: int) -> tuple[float, list[tuple[str, float, float]]]:
@@ -115,8 +181,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs; the first is warm-up")
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
     parser.add_argument("--save", help="write the profiles here (pstats format; PATH.plain too)")
+    parser.add_argument(
+        "--hooks", action="store_true", help="only time the framework's own per-step methods"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.hooks:
+        with tempfile.TemporaryDirectory() as tmp:
+            totals, steps = hook_costs(Path(tmp) / "run", args.epochs)
+        print(f"{'method (CPU time, no profiler)':44s} {'us/call':>8s} {'calls/step':>10s}")
+        for key, (seconds, calls) in totals.items():
+            print(f"{key:44s} {1e6 * seconds / calls:8.1f} {calls / steps:10.2f}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         stats, steps = profile_transferlab(Path(tmp) / "run", args.epochs)
         plain, plain_n = profile_plain(Path(tmp) / "plain", args.epochs)
