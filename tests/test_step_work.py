@@ -1,6 +1,7 @@
-"""The training losses are logged as Lightning's per-step ``self.log`` logged them (the same names,
-steps and values), without a ``self.log`` call at every step; the divergence guard and the LR
-history keep their behaviour with their cheaper per-step work."""
+"""The framework's per-step work, made cheaper, keeps its behaviour: the training losses are logged
+as Lightning's per-step ``self.log`` logged them (the same names, steps and values); the
+divergence guard names the first bad step; the LR history has the same points; the module's
+attribute fast path still registers parameters, modules and buffers."""
 
 from __future__ import annotations
 
@@ -150,3 +151,20 @@ def test_lr_history_records_each_groups_lr_at_every_step(tmp_path):
         scheduler.step()
     assert history.steps == list(range(10))
     assert history.lrs == expected and list(history.lrs) == ["low", "head"]
+
+
+def test_module_attributes_still_register_parameters_modules_and_buffers(make_cfg):
+    from transferlab.build import build_datamodule, build_module
+
+    cfg = make_cfg(["data=synthetic"])
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm.num_classes, dm.channels, *dm.normalization)
+    module._current_fx_name = "training_step"  # Lightning's hook name: a plain attribute
+    module.extra_weight = torch.nn.Parameter(torch.ones(2))
+    module.extra_layer = torch.nn.Linear(2, 2)
+    module.register_buffer("extra_buffer", torch.zeros(1))
+    module.extra_buffer = torch.ones(1)
+    names = dict(module.named_parameters())
+    assert module._current_fx_name == "training_step" and "_current_fx_name" not in names
+    assert "extra_weight" in names and "extra_layer.weight" in names
+    assert torch.equal(dict(module.named_buffers())["extra_buffer"], torch.ones(1))
