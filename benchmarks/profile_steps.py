@@ -69,6 +69,7 @@ PARTS = [
 HOOKS = [
     ("transferlab.module", "TransferModule", "total_loss"),
     ("transferlab.module", "TransferModule", "on_train_batch_end"),
+    ("transferlab.loss_log", "EpochMeans", "end_step"),
     ("transferlab.metrics", "BufferedMetrics", "update"),
     ("transferlab.callbacks", "DivergenceGuard", "on_train_batch_end"),
     ("transferlab.callbacks", "LRHistory", "on_train_batch_start"),
@@ -102,9 +103,12 @@ def timed_hooks(window: ProfileEpochs, totals: dict[str, list]) -> list[tuple]:
     and calls add up in ``totals`` inside the window; returns what to put back."""
     restore = []
     for module_name, class_name, name in HOOKS:
-        owner = getattr(importlib.import_module(module_name), class_name)
+        try:
+            owner = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):  # an older version without it: nothing to time
+            continue
         method = owner.__dict__.get(name)
-        if method is None:  # not defined here (an older version): nothing to time
+        if method is None:
             continue
 
         def timed(*args, _method=method, _key=f"{class_name}.{name}", **kwargs):
