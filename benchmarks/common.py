@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from transferlab import compose
+from transferlab.speed import read_clock
 
 ROOT = Path(__file__).resolve().parents[1]
 # every benchmark run: random-init backbone (no stage-1 file needed on a fresh clone), no
@@ -73,12 +74,14 @@ def plain_loop(
     label_smoothing: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    clock: str = "wall",
 ) -> list[float]:
     """Train the way a hand-written fine-tuning loop does; returns each iteration's seconds.
 
     One iteration is the wait for the batch plus zero_grad, forward, loss, backward, clip and
     step; the first batch of each epoch is left out, as :class:`transferlab.speed.StepTimer`
-    does. uint8 images are normalised on the device, as transferlab does.
+    does. uint8 images are normalised on the device, as transferlab does. ``clock``: ``wall``
+    or ``cpu`` (:func:`transferlab.speed.read_clock`).
     """
     device = mean.device
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -87,7 +90,7 @@ def plain_loop(
     model.train()
     for _ in range(epochs):
         sync(device)
-        start, first = time.perf_counter(), True
+        start, first = read_clock(clock), True
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = ((x.float() / 255 - mean) / std).contiguous(memory_format=memory_format)
@@ -100,7 +103,7 @@ def plain_loop(
             if scheduler is not None:
                 scheduler.step()
             sync(device)
-            now = time.perf_counter()
+            now = read_clock(clock)
             if not first:
                 times.append(now - start)
             start, first = now, False

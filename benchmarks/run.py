@@ -23,6 +23,7 @@ from benchmarks.report import markdown
 
 PARTS = {
     "overhead": overhead.run,
+    "own_time": overhead.run_own,
     "feature_cache": feature_cache.run,
     "memory": memory.run,
     "data_wait": data_wait.run,

@@ -129,6 +129,19 @@ def test_step_timer_keeps_the_wait_apart_from_the_step(monkeypatch):
     assert summary["wait_share"] == pytest.approx(0.03 / 0.06)
 
 
+def test_step_timer_on_the_cpu_clock_counts_the_process_time(monkeypatch):
+    clock = [10.0]
+    monkeypatch.setattr("transferlab.speed.time.process_time", lambda: clock[0])
+    timer, module = StepTimer(clock="cpu"), SimpleNamespace(device=torch.device("cpu"))
+    timer.on_train_epoch_start(None, module)
+    timer.on_train_batch_start(None, module, None, 0)
+    clock[0] += 0.25
+    timer.on_train_batch_end(None, module, None, None, 0)
+    assert timer.records == [(True, 0.0, 0.25)]
+    with pytest.raises(ConfigError, match="clock must be 'wall' or 'cpu'"):
+        StepTimer(clock="gpu")
+
+
 def test_peak_training_memory_counts_gradients_and_optimizer_state():
     model = torch.nn.Linear(512, 512)
     weights = sum(p.numel() * 4 for p in model.parameters())

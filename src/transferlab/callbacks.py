@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import shlex
 from pathlib import Path
 
@@ -78,15 +79,29 @@ class LRHistory(pl.Callback):
         self.path = Path(path)
         self.steps: list[int] = []
         self.lrs: dict[str, list[float]] = {}
+        self._groups: list[dict] | None = None  # the optimizer's param groups, as last seen
+        self._n_groups = 0
+        self._recorded: list[tuple[list[float], dict]] = []  # (history, its first param group)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
         if not trainer.optimizers:
             return
+        groups = trainer.optimizers[0].param_groups
+        if groups is not self._groups or len(groups) != self._n_groups:
+            self._recorded = self.recorded_groups(groups)
+            self._groups, self._n_groups = groups, len(groups)
         self.steps.append(trainer.global_step)
-        for group in trainer.optimizers[0].param_groups:
-            name = group.get("group", group.get("name", "all"))
-            if len(self.lrs.setdefault(name, [])) < len(self.steps):
-                self.lrs[name].append(group["lr"])
+        for history, group in self._recorded:
+            if len(history) < len(self.steps):
+                history.append(group["lr"])
+
+    def recorded_groups(self, groups: list[dict]) -> list[tuple[list[float], dict]]:
+        """Each layer group's history with its first param group (the no-decay half of a
+        group has the same LR). The optimizer's group list never changes during a fit."""
+        first: dict[str, dict] = {}
+        for group in groups:
+            first.setdefault(group.get("group", group.get("name", "all")), group)
+        return [(self.lrs.setdefault(name, []), group) for name, group in first.items()]
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.is_global_zero and self.steps:
@@ -100,37 +115,49 @@ class LRHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.steps, self.lrs = list(state_dict["steps"]), dict(state_dict["lrs"])
+        self._groups, self._recorded = None, []  # the histories to append to were replaced
 
 
 class DivergenceGuard(pl.Callback):
     """Stops a run as soon as its training loss is NaN or infinite, before a checkpoint of the
     diverged model can be saved (it runs before every checkpoint callback).
 
-    Each step folds the loss into a flag on the device, so there is no host-device sync per
-    step; the flag is read once per epoch, before validation and at the epoch's end.
+    Each step only keeps its loss tensor (no device work, no host-device sync); the kept losses
+    are checked together, in one read, before validation, at the epoch's end and every
+    ``FOLD_EVERY`` steps (which bounds what is kept).
     """
 
+    FOLD_EVERY = 256
+
     def __init__(self):
-        self.first_bad_step: torch.Tensor | None = None  # -1 while every loss is finite
-        self.bad_value: torch.Tensor | None = None
+        self.losses: list[torch.Tensor] = []
+        self.steps: list[int] = []  # the global step of each kept loss
+        self.first_bad: tuple[int, float] | None = None  # (step, value) of the first bad loss
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor):
+        if not isinstance(loss, torch.Tensor) or self.first_bad is not None:
             return
-        loss = loss.detach()
-        if self.first_bad_step is None:
-            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self.bad_value = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        new = ~torch.isfinite(loss) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(new, trainer.global_step, self.first_bad_step)
-        self.bad_value = torch.where(new, loss, self.bad_value)
+        self.losses.append(loss.detach())
+        self.steps.append(trainer.global_step)
+        if len(self.losses) >= self.FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Check the kept losses (one host read) and keep the first non-finite one, if any."""
+        if self.losses and self.first_bad is None:
+            finite = torch.isfinite(torch.stack(self.losses))
+            if not bool(finite.all()):
+                i = int(torch.argmin(finite.int()))  # argmin returns the first minimum
+                self.first_bad = (self.steps[i], float(self.losses[i]))
+        self.losses, self.steps = [], []
 
     def check(self, trainer, pl_module) -> None:
         what = None
-        if self.first_bad_step is not None and int(self.first_bad_step) >= 0:
-            value = "NaN" if torch.isnan(self.bad_value) else "infinite"
-            what = f"the loss became {value} at step {int(self.first_bad_step)}"
+        self.fold()
+        if self.first_bad is not None:
+            step, value = self.first_bad
+            what = f"the loss became {'NaN' if math.isnan(value) else 'infinite'} at step {step}"
         elif not weights_finite(pl_module):  # one update can break the weights before the loss
             what = f"the weights became NaN or infinite by step {trainer.global_step}"
         if what is None:

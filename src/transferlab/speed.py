@@ -67,6 +67,17 @@ def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
     return (x, *rest)
 
 
+def read_clock(clock: str) -> float:
+    """Seconds on ``clock``: ``wall`` (``time.perf_counter``) or ``cpu`` (``time.process_time``,
+    the process's own CPU time: on a shared CPU machine it leaves out the time other processes
+    hold the cores; it does not count a GPU's work)."""
+    if clock == "wall":
+        return time.perf_counter()
+    if clock == "cpu":
+        return time.process_time()
+    raise ConfigError(f"clock must be 'wall' or 'cpu', got {clock!r}.")
+
+
 class StepTimer(pl.Callback):
     """Per training step: time waiting for the batch and time computing on it.
 
@@ -79,10 +90,12 @@ class StepTimer(pl.Callback):
         path: where to write the records and :meth:`summary` as JSON when fitting ends, e.g.
             ``+callbacks.step_timer._target_=transferlab.speed.StepTimer
             +callbacks.step_timer.path=\${paths.output_dir}/step_times.json``.
+        clock: ``wall`` or ``cpu`` (:func:`read_clock`).
     """
 
-    def __init__(self, path: str | None = None):
-        self.path = path
+    def __init__(self, path: str | None = None, clock: str = "wall"):
+        read_clock(clock)  # an unknown clock fails here, not at the first step
+        self.path, self.clock = path, clock
         self.records: list[tuple[bool, float, float]] = []  # (first of epoch, wait, compute)
         self.fit_s = 0.0
         self._mark = 0.0
@@ -92,7 +105,7 @@ class StepTimer(pl.Callback):
     def _now(self, module) -> float:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
-        return time.perf_counter()
+        return read_clock(self.clock)
 
     def on_fit_start(self, trainer, module) -> None:
         self.fit_s = -self._now(module)

@@ -90,9 +90,9 @@ class DomainAdaptationModule(TransferModule):
         loss, features = self.classification_loss(xs, ys, unlabelled=xt)
         n = len(features) - len(xt)
         da_loss, extra = self.alignment(features[:n], features[n:], progress)
-        self.log("train/da_loss", da_loss, on_step=False, on_epoch=True)
+        self.epoch_means.add("train/da_loss", da_loss)  # logged per epoch, as train/loss
         for name, value in extra.items():
-            self.log(name, value, on_step=False, on_epoch=True)
+            self.epoch_means.add(name, value)
         return loss + self.alignment.weight * da_loss
 
     def as_target(self, x: torch.Tensor) -> torch.Tensor:
