@@ -118,9 +118,19 @@ def run_plain(arm: str, n: int, seed: int, epochs: int, model_name: str, weights
     return {"arm": arm, "n": n, "seed": seed, "steps": total, "val/acc": best, "test/acc": test}
 
 
-def run_framework(arm: str, ns: list[int], seeds: list[int], epochs: int, out: Path, quick: bool):
-    """One ``transferlab-train -m`` sweep over n and seed for this arm's default recipe."""
+def run_framework(
+    arm: str,
+    ns: list[int],
+    seeds: list[int],
+    epochs: int,
+    out: Path,
+    quick: bool,
+    recipe: tuple[str, list[str]] | None = None,
+):
+    """One ``transferlab-train -m`` sweep over n and seed for this arm's default recipe, or for
+    ``recipe`` = (name, overrides) on top of it."""
     extra = ["backbone=tiny", "backbone.weights=null"] if quick else []
+    extra += recipe[1] if recipe else []
     cmd = [sys.executable, "-m", "transferlab.train", "-m", "hydra/launcher=parallel"]
     cmd += ["hydra.launcher.slots=1", "hydra.launcher.threads_per_job=1", f"strategy={arm}"]
     cmd += [f"data.n_per_class={','.join(map(str, ns))}", f"seed={','.join(map(str, seeds))}"]
@@ -128,14 +138,18 @@ def run_framework(arm: str, ns: list[int], seeds: list[int], epochs: int, out: P
     cmd += ["print_config=false", "trainer.enable_progress_bar=false", *extra]
     # a sweep dir per call, so later calls with other n or seeds add to the table
     name = f"{arm}_n{'-'.join(map(str, ns))}_s{'-'.join(map(str, seeds))}"
-    cmd += [f"hydra.sweep.dir={out / 'framework' / name}"]
+    cmd += [f"hydra.sweep.dir={framework_dir(out, recipe and recipe[0]) / name}"]
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=False, cwd=ROOT)
 
 
-def framework_results(out: Path) -> list[dict]:
+def framework_dir(out: Path, recipe: str | None) -> Path:
+    return out / ("framework" if not recipe else f"framework_{recipe}")
+
+
+def framework_results(out: Path, recipe: str | None = None) -> list[dict]:
     rows = []
-    for overrides in sorted((out / "framework").glob("*/*/.hydra/overrides.yaml")):
+    for overrides in sorted(framework_dir(out, recipe).glob("*/*/.hydra/overrides.yaml")):
         o = dict(s.split("=", 1) for s in yaml.safe_load(overrides.read_text()))
         metrics = overrides.parent.parent / "metrics.json"
         if metrics.is_file():
@@ -154,25 +168,37 @@ def cell(rows: list[dict]) -> str:
     return f"{statistics.mean(values):.1f} ± {std:.1f} (seeds {seeds})"
 
 
-def table(out: Path) -> str:
+def select(rows: list[dict], arm: str, n: int) -> list[dict]:
+    return [r for r in rows if r["arm"] == arm and r["n"] == n]
+
+
+def paired(a: list[dict], b: list[dict]) -> str:
+    """Mean of b - a over the seeds both have, in points."""
+    first, second = ({r["seed"]: r["test/acc"] for r in rows} for rows in (a, b))
+    diffs = [100 * (second[s] - first[s]) for s in sorted(first.keys() & second.keys())]
+    return f"{statistics.mean(diffs):+.1f} (paired, {len(diffs)} seeds)" if diffs else "–"
+
+
+def table(out: Path, recipes: list[str] = ()) -> str:
     plain = [json.loads(p.read_text()) for p in sorted((out / "plain").glob("*.json"))]
     ours = framework_results(out)
-    lines = ["| arm | n per class | plain loop | transferlab default | difference |"]
-    lines.append("|---|---|---|---|---|")
+    extra = {name: framework_results(out, name) for name in recipes}
+    head = "| arm | n per class | plain loop | transferlab default | difference |"
+    rule = "|---|---|---|---|---|"
+    for name in recipes:
+        head += f" transferlab, {name} | difference |"
+        rule += "---|---|"
+    lines = [head, rule]
     for arm in ARMS:
         for n in sorted({r["n"] for r in plain + ours}):
-            a = [r for r in plain if r["arm"] == arm and r["n"] == n]
-            b = [r for r in ours if r["arm"] == arm and r["n"] == n]
+            a, b = select(plain, arm, n), select(ours, arm, n)
             if not a and not b:
                 continue
-            both = {r["seed"] for r in a} & {r["seed"] for r in b}
-            diffs = [
-                100 * (next(r for r in b if r["seed"] == s)["test/acc"]
-                       - next(r for r in a if r["seed"] == s)["test/acc"])
-                for s in sorted(both)
-            ]  # fmt: skip
-            diff = f"{statistics.mean(diffs):+.1f} (paired, {len(diffs)} seeds)" if diffs else "–"
-            lines.append(f"| {arm} | {n} | {cell(a)} | {cell(b)} | {diff} |")
+            row = f"| {arm} | {n} | {cell(a)} | {cell(b)} | {paired(a, b)} |"
+            for name in recipes:
+                c = select(extra[name], arm, n)
+                row += f" {cell(c)} | {paired(a, c)} |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -186,11 +212,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny random model, n=5, 1 epoch")
     parser.add_argument("--only", choices=("plain", "framework"), help="run one side only")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--recipe",
+        help="NAME=OVERRIDES: run the framework side with these overrides on top of each default "
+        "(space-separated), as the column NAME; e.g. 'lr1e-2=optimizer.lr=1e-2'",
+    )
+    parser.add_argument("--recipes", default="", help="recipe columns to add to the table")
     args = parser.parse_args()
     if args.quick:
         args.n, args.seeds, args.epochs = "5", "0", 1
         args.out = args.out.with_name(args.out.name + "_quick")
     arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    recipe = None
+    if args.recipe:
+        name, _, overrides = args.recipe.partition("=")
+        recipe = (name, overrides.split())
     ns = [int(n) for n in args.n.split(",")]
     if not args.table_only:
         torch.set_num_threads(1)
@@ -207,8 +243,9 @@ def main() -> None:
                         print(json.dumps(result), flush=True)
                         path.write_text(json.dumps(result))
             if args.only != "plain":
-                run_framework(arm, ns, seeds, args.epochs, args.out, args.quick)
-    text = table(args.out)
+                run_framework(arm, ns, seeds, args.epochs, args.out, args.quick, recipe)
+    names = [r for r in args.recipes.split(",") if r] or ([recipe[0]] if recipe else [])
+    text = table(args.out, names)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(text + "\n")

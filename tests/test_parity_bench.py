@@ -40,3 +40,32 @@ def test_the_plain_loop_gets_the_framework_split():
     x, y = first["train"]
     assert x.shape == (25, 1, 32, 32) and torch.bincount(y).tolist() == [5] * 5
     assert torch.equal(x, again["train"][0]) and len(first["val"][1]) == 250
+
+
+def test_the_table_pairs_seeds_and_adds_a_recipe_column(tmp_path):
+    import json
+
+    import yaml
+    from benchmarks.parity import table
+
+    def plain(seed, acc):
+        (tmp_path / "plain").mkdir(exist_ok=True)
+        row = {"arm": "full", "n": 5, "seed": seed, "test/acc": acc}
+        (tmp_path / "plain" / f"full_n5_seed{seed}.json").write_text(json.dumps(row))
+
+    def framework(folder, seed, acc):
+        job = tmp_path / folder / "full_n5_s0-1" / str(seed)
+        (job / ".hydra").mkdir(parents=True)
+        overrides = ["strategy=full", "data.n_per_class=5", f"seed={seed}"]
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (job / "metrics.json").write_text(json.dumps({"test/acc": acc}))
+
+    plain(0, 0.50), plain(1, 0.70)
+    framework("framework", 0, 0.60), framework("framework", 1, 0.70)
+    framework("framework_lr", 1, 0.90)  # one seed only: paired over that seed
+    lines = table(tmp_path, ["lr"]).splitlines()
+    assert lines[0].endswith("| transferlab, lr | difference |")
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:4] == ["full", "5", "60.0 ± 14.1 (seeds 0,1)", "65.0 ± 7.1 (seeds 0,1)"]
+    assert cells[4] == "+5.0 (paired, 2 seeds)"
+    assert cells[5:] == ["90.0 ± 0.0 (seeds 1)", "+20.0 (paired, 1 seeds)"]
