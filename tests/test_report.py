@@ -239,6 +239,19 @@ def test_a_one_factor_sweep_draws_no_main_effects(sweep):
     assert "## Main effects" not in (sweep / "report.md").read_text()
 
 
+def test_a_grid_with_missing_cells_draws_no_main_effects(tmp_path):
+    """Four strategies, one of them also at a second LR multiplier: two factors vary, but the
+    grid is not crossed, so level means would mix the other factor unevenly."""
+    root = tmp_path / "partial_grid"
+    jobs = [["strategy=full"], ["strategy=partial"], ["strategy=two_phase"]]
+    jobs += [["strategy=two_phase", "strategy.backbone_lr_mult=1.0"]]
+    for num, overrides in enumerate(jobs):
+        make_job(root, num, [*overrides, "seed=0"], metrics(0.5 + 0.1 * num))
+    runs = collect_runs(root)
+    assert main_effects(runs, arm_keys(runs), "test/acc") == {}
+    assert "main_effects.png" not in {p.name for p in write_report(root)}
+
+
 def test_bar_labels_are_the_varying_values_abbreviated(grid):
     runs = collect_runs(grid)
     arms = summarise(runs, arm_keys(runs))

@@ -62,7 +62,9 @@ def main() -> None:
         mine = [(k, v) for k, v in recipes.items() if k[0] == strategy]
         mine.sort(key=lambda kv: -statistics.mean(kv[1]["val"]))
         for i, (key, v) in enumerate(mine):
-            parts = [f"{SHORT[k]} {x}" for k, x in zip(KNOBS, key[1:], strict=True) if x is not None]
+            parts = [
+                f"{SHORT[k]} {x}" for k, x in zip(KNOBS, key[1:], strict=True) if x is not None
+            ]
             best = "**" if i == 0 else ""
             print(
                 f"| {strategy} | {best}{', '.join(parts)}{best} | {len(v['val'])} | "

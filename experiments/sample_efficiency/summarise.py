@@ -52,13 +52,15 @@ def tables(found) -> tuple[str, list[str]]:
     lines = ["| n per class | " + " | ".join(ARMS) + " | gain of full over scratch (paired) |"]
     lines.append("|---|" + "---|" * (len(ARMS) + 1))
     findings = []
-    below = None
+    below, paired_ns = None, []
     for n in ns:
         cells = [pm(acc(found[(a, n)])) if found.get((a, n)) else "–" for a in ARMS]
         full, scratch = found.get(("full", n), {}), found.get(("scratch", n), {})
         seeds = sorted(set(full) & set(scratch))
         gains = [100 * (full[s]["test/acc"] - scratch[s]["test/acc"]) for s in seeds]
         gain = f"{pm(gains)} ({len(gains)} seeds)" if gains else "–"
+        if gains:
+            paired_ns.append(n)
         if gains and below is None and statistics.mean(gains) < GAIN_FLOOR:
             below = n
         label = "all (450)" if n == ALL else str(n)
@@ -67,11 +69,17 @@ def tables(found) -> tuple[str, list[str]]:
             if found.get((arm, n)) and scratch:
                 if statistics.mean(acc(found[(arm, n)])) < statistics.mean(acc(scratch)):
                     findings.append(f"negative transfer: {arm} below scratch at n = {label}")
-    findings.append(
-        f"the gain of full fine-tuning over scratch falls below {GAIN_FLOOR:g} points at n = {below}"
-        if below is not None
-        else f"the gain of full fine-tuning over scratch stays ≥ {GAIN_FLOOR:g} points at every n"
-    )
+    if not paired_ns:
+        findings.append("no n has both full fine-tuning and scratch runs yet")
+    elif below is not None:
+        findings.append(
+            f"the gain of full fine-tuning over scratch falls below {GAIN_FLOOR:g} points at n = {below}"
+        )
+    else:
+        done = ", ".join(str(n) for n in paired_ns)
+        findings.append(
+            f"the gain of full fine-tuning over scratch stays ≥ {GAIN_FLOOR:g} points at n = {done}"
+        )
     return "\n".join(lines), findings
 
 
@@ -98,7 +106,9 @@ def plot(found, path: Path) -> None:
     for arm, colour in zip(ARMS, ("tab:grey", "tab:blue", "tab:orange"), strict=True):
         ns = sorted(n for a, n in found if a == arm)
         means = [statistics.mean(acc(found[(arm, n)])) for n in ns]
-        stds = [statistics.stdev(acc(found[(arm, n)])) if len(found[(arm, n)]) > 1 else 0 for n in ns]
+        stds = [
+            statistics.stdev(acc(found[(arm, n)])) if len(found[(arm, n)]) > 1 else 0 for n in ns
+        ]
         ax.plot(ns, means, "o-", color=colour, label=arm)
         ax.fill_between(
             ns, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
@@ -106,7 +116,9 @@ def plot(found, path: Path) -> None:
         )  # fmt: skip
     ax.set_xscale("log")
     ax.set_xticks(sorted({n for _, n in found}))
-    ax.set_xticklabels([("all\n(450)" if n == ALL else str(n)) for n in sorted({n for _, n in found})])
+    ax.set_xticklabels(
+        [("all\n(450)" if n == ALL else str(n)) for n in sorted({n for _, n in found})]
+    )
     ax.set_xlabel("labelled target images per class (n)")
     ax.set_ylabel("target test accuracy (%), mean ± std over seeds")
     ax.grid(alpha=0.3)

@@ -59,10 +59,15 @@ def factor_levels(runs: list[Run], keys: list[str]) -> dict[str, list[str]]:
 
 
 def main_effects(runs: list[Run], keys: list[str], metric: str) -> dict[str, list[Level]]:
-    """{factor: one :class:`Level` per level}; empty unless two factors or more vary."""
+    """{factor: one :class:`Level` per level}; empty unless two factors or more vary and the
+    finished runs cover every combination of their levels (in a partial grid a level's mean
+    mixes other factors' levels unevenly, so level means would not compare fairly)."""
     runs = measured(runs, metric)
     factors = factor_levels(runs, keys)
     if len(factors) < 2:
+        return {}
+    cells = {tuple(r.overrides.get(k, "") for k in factors) for r in runs}
+    if len(cells) < math.prod(len(v) for v in factors.values()):
         return {}
     effects = {}
     for key, values in factors.items():
