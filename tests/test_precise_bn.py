@@ -13,6 +13,7 @@ from torch import nn
 
 from transferlab.batchnorm import (
     batchnorm_layers,
+    in_fixed_random_order,
     read_layer_statistics,
     recalibrate_batchnorm,
     reestimate_statistics,
@@ -30,6 +31,25 @@ def test_reestimation_averages_the_batches_in_the_chosen_layers_only():
     torch.testing.assert_close(model[0].running_var, per_batch_var, atol=1e-4, rtol=0)
     assert torch.equal(model[1].running_mean, untouched[0]["running_mean"])
     assert not model[0].training and model[0].momentum == 0.1  # mode and momentum restored
+
+
+def test_a_split_stored_class_by_class_is_read_in_a_fixed_random_order():
+    """Per-batch variances average to the population's only when each batch samples the whole
+    set: two classes 10 apart, stored one after the other, have a variance of about 26, and
+    one-class batches would report about 1."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.cat([torch.randn(256, 1), torch.randn(256, 1) + 10])
+    loader = DataLoader(TensorDataset(x, torch.arange(512) // 256), batch_size=32)
+    shuffled = in_fixed_random_order(loader)
+    seen = torch.cat([y for _, y in shuffled])
+    assert sorted(seen.tolist()) == sorted((torch.arange(512) // 256).tolist())  # each once
+    assert torch.equal(seen, torch.cat([y for _, y in in_fixed_random_order(loader)]))  # fixed
+    bn = nn.BatchNorm1d(1)
+    reestimate_statistics([bn], (b for b, _ in shuffled), bn)
+    assert 22 < bn.running_var.item() < 30
+    reestimate_statistics([bn], (b for b, _ in loader), bn)
+    assert bn.running_var.item() < 2  # what the stored order would have given
 
 
 def test_no_batches_leave_the_statistics_as_they_were():
@@ -78,7 +98,7 @@ def test_statistics_come_from_the_training_images_and_training_is_unchanged(make
     # the training layers hold the statistics of the training images under the final weights,
     # which the running averages of the run without precise BN are not
     expected = copy.deepcopy(plain)
-    images = [x for x, _ in dm.eval_dataloader("train")]
+    images = [x for x, _ in in_fixed_random_order(dm.eval_dataloader("train"))]
     reestimate_statistics(training_layers(expected), images, expected.image_features)
     got = read_layer_statistics(training_layers(precise))
     want = read_layer_statistics(training_layers(expected))
@@ -109,7 +129,7 @@ def test_a_domain_pair_reestimates_on_what_its_training_step_passes(make_cfg, me
     run.module.trainer.datamodule = run.datamodule
     run.datamodule.setup()
     batch = next(run.module.statistics_batches())
-    source = next(iter(run.datamodule.eval_dataloader("train")))[0]
+    source = next(iter(in_fixed_random_order(run.datamodule.eval_dataloader("train"))))[0]
     assert batch.shape[0] == len(source) * (1 if method == "none" else 2)
     if method == "dann":
         torch.testing.assert_close(batch[: len(source)], run.module.normalised(source))

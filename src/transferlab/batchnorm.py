@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 BatchNormStatistics = list[dict[str, torch.Tensor]]
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -108,6 +109,20 @@ def using_statistics(model: nn.Module, stats: BatchNormStatistics | None) -> Ite
         yield
     finally:
         write_statistics(model, saved)
+
+
+def in_fixed_random_order(loader: DataLoader, seed: int = 0) -> DataLoader:
+    """``loader``'s dataset in one fixed random order, batched as ``loader`` batches it.
+
+    Re-estimation averages per-batch statistics, which is right only when every batch is a
+    sample of the whole set; a split stored class by class would give one-class batches and far
+    too small variances. The order is drawn from its own generator: no global RNG is touched.
+    """
+    order = torch.randperm(len(loader.dataset), generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=order.tolist(),
+        collate_fn=loader.collate_fn,
+    )  # fmt: skip
 
 
 # at most this many training batches per re-estimation (precise BN): 640 images at batch 64

@@ -17,7 +17,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.backbones import HEAD_GROUP, Backbone
-from transferlab.batchnorm import recalibrate_batchnorm
+from transferlab.batchnorm import in_fixed_random_order, recalibrate_batchnorm
 from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
 from transferlab.loss_log import LOSS, EpochMeans, log_epoch_means, log_step_loss
@@ -199,9 +199,9 @@ class TransferModule(pl.LightningModule):
             recalibrate_batchnorm(self)
 
     def statistics_batches(self):
-        """What training passes through the backbone, batch by batch, the evaluation way (fixed
-        order, no augmentation): the training images. Precise BN runs on them."""
-        for x, _ in self.trainer.datamodule.eval_dataloader("train"):
+        """What training passes through the backbone, batch by batch, the evaluation way (a fixed
+        random order, no augmentation): the training images. Precise BN runs on them."""
+        for x, _ in in_fixed_random_order(self.trainer.datamodule.eval_dataloader("train")):
             yield x.to(self.device)
 
     def on_train_epoch_end(self) -> None:

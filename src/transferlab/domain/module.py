@@ -8,7 +8,12 @@ from collections.abc import Sequence
 
 import torch
 
-from transferlab.batchnorm import batchnorm_layers, estimate_statistics, using_statistics
+from transferlab.batchnorm import (
+    batchnorm_layers,
+    estimate_statistics,
+    in_fixed_random_order,
+    using_statistics,
+)
 from transferlab.domain.methods import Alignment
 from transferlab.errors import ConfigError
 from transferlab.metrics import classification_metrics
@@ -128,11 +133,11 @@ class DomainAdaptationModule(TransferModule):
         """Source training images; with an alignment loss, each batch joined by target training
         images, as the training step passes them through the backbone together."""
         dm = self.trainer.datamodule
-        source = (x for x, _ in dm.eval_dataloader("train"))
+        source = (x for x, _ in in_fixed_random_order(dm.eval_dataloader("train")))
         if self.alignment is None:
             yield from (x.to(self.device) for x in source)
             return
-        target = (x for x, _ in dm.target_train_loader())
+        target = (x for x, _ in in_fixed_random_order(dm.target_train_loader(), seed=1))
         for xs, xt in zip(source, target, strict=False):  # up to the shorter: pairs like training's
             xs, xt = xs.to(self.device), xt.to(self.device)
             yield torch.cat([self.normalised(xs), self.as_target(xt)])
