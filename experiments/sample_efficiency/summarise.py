@@ -115,6 +115,7 @@ def plot(found, path: Path) -> None:
             color=colour, alpha=0.2,
         )  # fmt: skip
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sorted({n for _, n in found}))
     ax.set_xticklabels(
         [("all\n(450)" if n == ALL else str(n)) for n in sorted({n for _, n in found})]
