@@ -6,13 +6,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from transferlab.augment import center_crop, crop_size_for
-from transferlab.data.sampling import EpochShuffle
+from transferlab.data.sampling import SplitLoaders
 from transferlab.errors import ConfigError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -83,7 +82,7 @@ def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(SplitLoaders):
     """Base of every image source: subclasses implement :meth:`load` and return :class:`Splits`.
 
     Loaders yield uint8 images; the model converts and normalises them on its own device (with
@@ -211,29 +210,7 @@ class ImageDataModule(pl.LightningDataModule):
         transform = self.training_transform(x) if train else None
         if transform is None and (size != loaded or x.shape[-2] != x.shape[-1]):
             transform = center_crop(size)  # deterministic: evaluation, or no training pipeline
-        workers = self.num_workers
-        return DataLoader(
-            TensorImageDataset(x, y, transform),
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(y), self.seed) if train else None,
-            drop_last=train and self.drop_last,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        """Any split (train too) the evaluation way: deterministic transform, fixed order."""
-        return self._loader(split, train=False)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self.loader(TensorImageDataset(x, y, transform), train=train)
 
     @property
     def normalization(self) -> tuple[list[float], list[float]]:

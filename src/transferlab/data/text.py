@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from transferlab.data.base import stratified_indices
-from transferlab.data.sampling import EpochShuffle
+from transferlab.data.sampling import SplitLoaders
 from transferlab.errors import ConfigError
 
 TASKS = ("classification", "regression")
@@ -73,7 +72,7 @@ def split_parts(n: int, strata: np.ndarray | None, fractions, seed: int) -> list
     return [np.sort(order[sum(sizes) :]), *held]
 
 
-class TextDataModule(pl.LightningDataModule):
+class TextDataModule(SplitLoaders):
     """Base of every text source.
 
     Args:
@@ -177,26 +176,5 @@ class TextDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ids, labels = getattr(self._loaded(), split)
-        return DataLoader(
-            TokenDataset(ids, labels),
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(labels), self.seed) if train else None,
-            drop_last=train and self.drop_last,
-            collate_fn=PadCollate(self.tokenizer.pad_token_id or 0),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        """Any split (train too) in fixed order, for evaluation and the feature cache."""
-        return self._loader(split, train=False)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        pad = PadCollate(self.tokenizer.pad_token_id or 0)
+        return self.loader(TokenDataset(ids, labels), train=train, collate_fn=pad)
