@@ -93,6 +93,7 @@ def test_two_phase_unfreezes_everything_with_a_fresh_warmup(make_cfg):
         make_cfg,
         [
             "strategy=two_phase",
+            "strategy.backbone_lr_mult=0.1",
             "strategy.unfreeze.milestones=[2]",
             "strategy.unfreeze.rewarm=4",
             "scheduler=constant",
