@@ -83,31 +83,61 @@ def plain_loop(
     does. uint8 images are normalised on the device, as transferlab does. ``clock``: ``wall``
     or ``cpu`` (:func:`transferlab.speed.read_clock`).
     """
-    device = mean.device
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    step = PlainStep(
+        model, optimizer, mean, std, scheduler, clip, label_smoothing, autocast_dtype, channels_last
+    )
     times = []
     model.train()
     for _ in range(epochs):
-        sync(device)
+        sync(step.device)
         start, first = read_clock(clock), True
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x = ((x.float() / 255 - mean) / std).contiguous(memory_format=memory_format)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, autocast_dtype):
-                loss = criterion(model(x), y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            sync(device)
+            step(x, y)
+            sync(step.device)
             now = read_clock(clock)
             if not first:
                 times.append(now - start)
             start, first = now, False
     return times
+
+
+class PlainStep:
+    """One update of the plain loop on a batch: to the device, normalise, zero_grad, forward,
+    loss, backward, clip, step, schedule."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        scheduler=None,
+        clip: float = 1.0,
+        label_smoothing: float = 0.0,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+    ):
+        self.model, self.optimizer, self.scheduler, self.clip = model, optimizer, scheduler, clip
+        self.mean, self.std, self.device, self.autocast_dtype = (
+            mean,
+            std,
+            mean.device,
+            autocast_dtype,
+        )
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x = ((x.float() / 255 - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.autocast_dtype):
+            loss = self.criterion(self.model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -10,12 +10,16 @@ loop over the same model, data, optimizer, schedule and clipping, in two measure
    shared machine makes the process wait for a core (``python -m benchmarks.profile_steps``
    says where the time goes).
 
-Both arms run in one process, epoch by epoch: a callback in the ``transferlab-train`` run
-(:class:`PlainEpochs`) runs one epoch of the plain loop, on its own copy of the model, next to
-each of the run's epochs, alternately after and before it (L P P L L P ...). A pair of epochs
-is seconds apart and sees the same load, so a shared machine's drift cancels in each pair;
-separate runs a minute apart did not (their ratios spread by ±20% here). The interval resamples
-pairs of epochs. Each arm's first epoch is warm-up, left out.
+Both arms run in one process, **step by step**: a callback in the ``transferlab-train`` run
+(:class:`PlainSteps`) runs one step of the plain loop, on its own copy of the model and data,
+before each of the run's training steps (P T P T ...). The run's step is the time from the end
+of one plain step to the start of the next: everything Lightning and the module do for a step,
+the next batch's fetch included. Neighbouring steps of the two arms are milliseconds apart and
+see the same load, so a machine's drift cancels within each epoch; pairs of whole epochs
+(seconds apart) left a spread of ±10% per pair even on a quiet machine, and separate runs a
+minute apart ±20%. The interval resamples epochs. Each epoch's first step of either arm, the
+step across an epoch's end (validation, checkpoints) and each arm's first epoch (warm-up) are
+left out.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from benchmarks.common import compose_cfg, median, plain_loop, quiet
+from benchmarks.common import PlainStep, compose_cfg, median, plain_loop, quiet, sync
 from benchmarks.stats import paired_bootstrap_ci, per_run_ratios
 from transferlab.build import build_datamodule, build_module
 from transferlab.optim import MultiplierLR, build_param_groups
+from transferlab.speed import read_clock
 from transferlab.train import train
 
 # validation and test are not timed: one batch each keeps the runs short
@@ -71,9 +76,9 @@ TIMER = [
     "+callbacks.step_timer._target_=transferlab.speed.StepTimer",
     "+callbacks.step_timer.path=${paths.output_dir}/step_times.json",
 ]
-PAIRED = [*TIMER, "+callbacks.plain._target_=benchmarks.overhead.PlainEpochs"]
+PAIRED = ["+callbacks.plain._target_=benchmarks.overhead.PlainSteps"]
 # both arms timed by the process's CPU time: a shared machine's waits for a core left out
-CPU_CLOCK = ["+callbacks.step_timer.clock=cpu", "+callbacks.plain.clock=cpu"]
+CPU_CLOCK = ["+callbacks.plain.clock=cpu"]
 
 
 def transferlab_steps(overrides: list[str], run_dir: Path) -> list[float]:
@@ -138,35 +143,50 @@ def plain_parts(
     )
 
 
-class PlainEpochs(pl.Callback):
-    """Runs one epoch of the plain loop beside each epoch of the run it is part of: after the
-    run's even epochs, before its odd ones. The plain loop trains its own model, built from the
-    run's resolved config (stored in the module), so the two arms never share weights."""
+class PlainSteps(pl.Callback):
+    """Runs one step of the plain loop before each training step of the run it is part of, and
+    times both arms step by step (see the module's docstring). The plain loop trains its own
+    model, built from the run's resolved config (stored in the module), so the two arms never
+    share weights. Writes ``paired_steps.json``: per epoch, each arm's step times."""
 
     def __init__(self, clock: str = "wall"):
-        self.loop: dict | None = None
-        self.epochs: list[list[float]] = []
         self.clock = clock
+        self.step: PlainStep | None = None
+        self.loader = self.batches = self.mark = None
+        self.framework: list[list[float]] = []
+        self.plain: list[list[float]] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         cfg = OmegaConf.create(pl_module.extra["config"])
         with torch.random.fork_rng(), quiet():  # the run's own random stream stays untouched
             torch.manual_seed(cfg.seed)
-            self.loop = plain_parts(cfg)
-
-    def plain_epoch(self) -> None:
-        self.epochs.append(plain_loop(**self.loop, epochs=1, clock=self.clock))
+            parts = plain_parts(cfg)
+        self.loader = parts.pop("loader")
+        self.step = PlainStep(**parts)
+        self.step.model.train()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch % 2:
-            self.plain_epoch()
+        self.batches, self.mark = iter(self.loader), None
+        self.framework.append([])
+        self.plain.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        sync(self.step.device)
+        start = read_clock(self.clock)
+        if self.mark is not None:  # the run's previous step, ended by this hook
+            self.framework[-1].append(start - self.mark)
+        x, y = next(self.batches)
+        self.step(x, y)
+        sync(self.step.device)
+        self.mark = read_clock(self.clock)
+        if batch_idx > 0:  # as for the run, the epoch's first step is left out
+            self.plain[-1].append(self.mark - start)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.current_epoch % 2:
-            self.plain_epoch()
+        self.mark = None  # the step across the epoch's end is not the run's step
         if trainer.is_global_zero:
-            path = Path(trainer.default_root_dir, "plain_epochs.json")
-            path.write_text(json.dumps(self.epochs) + "\n")
+            path = Path(trainer.default_root_dir, "paired_steps.json")
+            path.write_text(json.dumps({"framework": self.framework, "plain": self.plain}) + "\n")
 
 
 def paired_epochs(overrides: list[str], run_dir: Path, clock: str = "wall") -> tuple[list, list]:
@@ -174,15 +194,8 @@ def paired_epochs(overrides: list[str], run_dir: Path, clock: str = "wall") -> t
     cfg = compose_cfg([*overrides, *PAIRED, *(CPU_CLOCK if clock == "cpu" else [])], run_dir)
     with quiet():
         train(cfg)
-    records = json.loads((run_dir / "step_times.json").read_text())["records"]
-    framework = []
-    for first, wait, compute in records:
-        if first:
-            framework.append([])  # each epoch's first step (loader start, epoch hooks) is left out
-        else:
-            framework[-1].append(wait + compute)
-    plain = json.loads((run_dir / "plain_epochs.json").read_text())
-    return framework[1:], plain[1:]
+    paired = json.loads((run_dir / "paired_steps.json").read_text())
+    return paired["framework"][1:], paired["plain"][1:]
 
 
 def measure(overrides: list[str], run_dir: Path, statistic: str, clock: str = "wall") -> dict:

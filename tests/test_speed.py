@@ -200,3 +200,15 @@ def test_quick_benchmark_writes_results_and_table(tmp_path):
     assert overhead["own_time"]["own_ms_ci"][0] <= overhead["own_time"]["own_ms"]
     assert results["memory"]["feature_extraction"]["memory_vs_full"] < 1
     assert "| (a) overhead |" in (out / "results.md").read_text()
+
+
+def test_overhead_pairs_the_two_arms_step_by_step(tmp_path):
+    """benchmarks.overhead runs a plain step before each of the run's steps: per epoch (the
+    warm-up epoch left out) both arms have one time per step but the epoch's first."""
+    from benchmarks.overhead import QUICK, paired_epochs
+
+    framework, plain = paired_epochs([*QUICK, "trainer.max_epochs=2"], tmp_path)
+    assert len(framework) == len(plain) == 1
+    # synthetic: 256 images, a quarter each for validation and test, batch 32: 4 steps an epoch
+    assert len(framework[0]) == len(plain[0]) == 3
+    assert all(t > 0 for t in framework[0] + plain[0])
