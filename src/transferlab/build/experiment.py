@@ -27,7 +27,7 @@ from transferlab.data import ImageDataModule
 from transferlab.domain import ORACLE_MONITOR
 from transferlab.errors import ConfigError
 from transferlab.module import TransferModule
-from transferlab.speed import apply_speed_settings
+from transferlab.speed import apply_speed_settings, keep_freed_memory
 from transferlab.strategies import Unfreezer
 
 log = logging.getLogger("transferlab")
@@ -73,6 +73,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     """Seed, then build every part of a training run from ``cfg``; writes nothing."""
     check_number(cfg.seed, "seed", whole=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if (cfg.get("speed") or {}).get("keep_freed_memory"):
+        keep_freed_memory()  # before the data and model allocate
     resume_point = None
     if cfg.get("ckpt_path"):  # a missing or unreadable resume file fails now, not mid-fit
         saved = read_checkpoint(cfg.ckpt_path)
