@@ -1,28 +1,27 @@
 """The LightningModule: backbone + head + loss + metrics, with static per-layer-group optimizer
-param groups whose LR multipliers the strategy sets."""
+param groups whose LR multipliers the strategy sets. Its layer groups
+(:mod:`transferlab.layer_groups`) and its validation and test steps
+(:mod:`transferlab.eval_steps`) are written apart."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.data import extract_batch_size
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassConfusionMatrix
 
-from transferlab.backbones import HEAD_GROUP, Backbone
+from transferlab.backbones import Backbone
 from transferlab.batchnorm import in_fixed_random_order, recalibrate_batchnorm
-from transferlab.calibration import ECE_BINS, ReliabilityBins
 from transferlab.errors import ConfigError
+from transferlab.eval_steps import EvaluationSteps
+from transferlab.layer_groups import LayerGroups
 from transferlab.loss_log import LOSS, EpochMeans, log_epoch_means, log_step_loss
 from transferlab.metrics import task_metrics
-from transferlab.optim import MultiplierLR, build_param_groups, refresh_lrs, set_group_multiplier
+from transferlab.optim import MultiplierLR, build_param_groups
 from transferlab.strategies import Strategy, backbone_multipliers
 
 
@@ -33,7 +32,7 @@ def _stochastic(m: nn.Module) -> bool:
     return type(m).__name__ == "DropPath" and getattr(m, "drop_prob", 0.0) > 0
 
 
-class TransferModule(pl.LightningModule):
+class TransferModule(LayerGroups, EvaluationSteps, pl.LightningModule):
     """Model = head(backbone(normalise(images))), or head(backbone(tokens)) for text.
 
     Args:
@@ -91,13 +90,7 @@ class TransferModule(pl.LightningModule):
         # training batches may be mixed (soft targets): their calibration says little, skip it
         self.train_metrics = task_metrics(task, num_classes, "train/", calibration=False)
         self.epoch_means = EpochMeans()  # the training losses, logged per epoch
-        self.val_metrics = task_metrics(task, num_classes, "val/")
-        self.test_metrics = task_metrics(task, num_classes, "test/")
-        classes = task == "classification"  # a regression head has no classes to confuse
-        self.test_confusion = MulticlassConfusionMatrix(num_classes) if classes else None
-        self.confusion_matrix: torch.Tensor | None = None
-        self.test_reliability = ReliabilityBins(ECE_BINS)
-        self.reliability = None  # the last test's reliability bins (reliability_diagram.png)
+        self.init_evaluation(task, num_classes)
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning names the running hook here around every hook call, about 50 times a step;
@@ -108,79 +101,12 @@ class TransferModule(pl.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    # -- layer groups ------------------------------------------------------------------------
-    @property
-    def group_names(self) -> list[str]:
-        return [g.name for g in self.backbone.groups] + [HEAD_GROUP]
-
-    def named_group_parameters(self) -> list[tuple[str, list[tuple[str, nn.Parameter]]]]:
-        """(group, named params) bottom to top, the head last."""
-        params = dict(self.backbone.model.named_parameters())
-        groups = [(g.name, [(n, params[n]) for n in g.param_names]) for g in self.backbone.groups]
-        return groups + [(HEAD_GROUP, list(self.head.named_parameters()))]
-
-    def apply_multipliers(self) -> None:
-        """Freeze (``requires_grad=False``) exactly the groups whose multiplier is 0; in the
-        others, under a parameter-efficient strategy, only its parameters train (the head's all)."""
-        for (group, params), mult in zip(
-            self.named_group_parameters(), self.lr_multipliers, strict=True
-        ):
-            for name, p in params:
-                p.requires_grad_(mult > 0 and (group == HEAD_GROUP or self.backbone.trains(name)))
-
-    def set_trainable_top(self, k: int) -> list[str]:
-        """Train exactly the top ``k`` backbone groups (and the head); returns newly opened groups.
-
-        Multipliers change in place, in the module and in the optimizer's existing param groups.
-        """
-        n = len(self.backbone.groups)
-        full = backbone_multipliers(replace(self.strategy, trainable_groups="all"), n)
-        new = [m if i >= n - k else 0.0 for i, m in enumerate(full)] + [1.0]
-        opened = [
-            g
-            for g, old, m in zip(self.group_names, self.lr_multipliers, new, strict=True)
-            if old == 0 < m
-        ]
-        self.lr_multipliers = new
-        self.apply_multipliers()
-        if self._trainer is not None and self.trainer.optimizers:
-            optimizer = self.trainer.optimizers[0]
-            for name, mult in zip(self.group_names, new, strict=True):
-                set_group_multiplier(optimizer, name, mult)
-            configs = self.trainer.lr_scheduler_configs
-            refresh_lrs(optimizer, configs[0].scheduler if configs else None)
-        if self.training:
-            self.train()  # re-apply the BN policy to the new frozen set
-        return opened
-
     def has_validation(self) -> bool:
         return (
             self._trainer is not None
             and self.trainer.datamodule is not None
             and bool(len(self.trainer.datamodule.val_dataloader()))
         )
-
-    def frozen_batchnorms(self) -> list[_BatchNorm]:
-        frozen = {
-            n
-            for (_, params), m in zip(
-                self.named_group_parameters(), self.lr_multipliers, strict=True
-            )
-            if m == 0
-            for n, _ in params
-        }
-        return [
-            mod
-            for name, mod in self.backbone.model.named_modules()
-            if isinstance(mod, _BatchNorm) and f"{name}.weight" in frozen
-        ]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.strategy.bn == "frozen":
-            for bn in self.frozen_batchnorms():  # keep frozen groups' running statistics fixed
-                bn.eval()
-        return self
 
     def on_train_epoch_start(self) -> None:
         self.train()  # Lightning leaves the mode as built; re-apply the BN policy every epoch
@@ -209,29 +135,6 @@ class TransferModule(pl.LightningModule):
         self.epoch_means.reset()
         self.log_dict(self.train_metrics.compute())  # synced across DDP ranks by torchmetrics
         self.train_metrics.reset()
-
-    def parameter_report(self) -> list[dict]:
-        """One row per group: name, parameter count, trainable count, peak LR, the parameters a
-        PEFT method added (``adapter``) and the trainable share in percent."""
-        rows = []
-        added = self.backbone.added
-        for (name, params), mult in zip(
-            self.named_group_parameters(), self.lr_multipliers, strict=True
-        ):
-            n = sum(p.numel() for _, p in params)
-            trainable = sum(p.numel() for _, p in params if p.requires_grad)
-            adapter = sum(p.numel() for pn, p in params if name != HEAD_GROUP and pn in added)
-            rows.append(
-                {
-                    "group": name,
-                    "params": n,
-                    "trainable": trainable,
-                    "lr": self.base_lr * mult,
-                    "adapter": adapter,
-                    "trainable_pct": 100.0 * trainable / n if n else 0.0,
-                }
-            )
-        return rows
 
     # -- forward and steps -------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -321,76 +224,6 @@ class TransferModule(pl.LightningModule):
         x, y = batch
         loss, _ = self.classification_loss(x, y)
         return self.total_loss(loss)
-
-    def eval_batch(self, x, y: torch.Tensor, metrics: MetricCollection) -> tuple:
-        """(loss, logits) of an evaluation batch, with ``metrics`` updated by it."""
-        logits = self(x)
-        metrics.update(self.scores(logits), y)
-        return self.criterion(logits, y), logits
-
-    def update_test_plots(self, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Add a test batch to the confusion matrix and the reliability bins (classifiers)."""
-        if self.task == "regression":  # no classes to confuse or calibrate
-            return
-        self.test_confusion.update(logits.argmax(-1), y)
-        self.test_reliability.update(logits.softmax(-1), y)
-
-    def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
-        x, y = batch
-        # metrics updated every step, computed and logged once per epoch (log_epoch_metrics):
-        # logging the collection at every step cost about 1.7 ms, more than a step on features
-        loss, logits = self.eval_batch(x, y, metrics)
-        # metric names carry the domain under adaptation; no "/dataloader_idx_N" suffix
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_epoch=True,
-            prog_bar=stage == "val",
-            sync_dist=True,
-            add_dataloader_idx=False,
-        )
-        return logits
-
-    def eval_metrics(self, stage: str) -> list[MetricCollection]:
-        """The metric collections that the ``stage`` ("val" or "test") loaders update."""
-        return [self.val_metrics] if stage == "val" else [self.test_metrics]
-
-    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """The stage's metrics over the epoch, then reset; compute syncs them across DDP ranks."""
-        found = {}
-        for metrics in self.eval_metrics(stage):
-            if metrics.updated():  # a loader that ran this epoch
-                found.update(metrics.compute())
-            metrics.reset()
-        return found
-
-    def log_epoch_metrics(self, stage: str) -> None:
-        found = self.epoch_metrics(stage)
-        if found:
-            self.log_dict(found)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch_metrics("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        logits = self._eval_step(batch, self.test_metrics, "test")
-        self.update_test_plots(logits, batch[1])
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch_metrics("test")
-        self.finish_test_plots()
-
-    def finish_test_plots(self) -> None:
-        """Keep the test's confusion matrix and reliability bins (for the run dir's plots)."""
-        if self.task == "regression":
-            return
-        self.confusion_matrix = self.test_confusion.compute().cpu()
-        self.test_confusion.reset()
-        self.reliability = self.test_reliability.compute()
-        self.test_reliability.reset()
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
