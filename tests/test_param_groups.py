@@ -143,3 +143,15 @@ def test_lp_ft_fine_tunes_an_image_backbone_at_the_head_lr_after_the_probe(make_
     module = build_module(cfg, 5, 1, [0.5], [0.25])
     assert module.strategy.backbone_lr_mult == 1.0
     assert all(m == 0.0 for m in module.lr_multipliers[:-1])  # the probe: backbone frozen
+
+
+def test_feature_extraction_trains_its_head_at_its_own_lr_unless_optimizer_lr_is_set(make_cfg):
+    """Chosen on validation (experiments/defaults): a linear probe at 1e-2; the other recipes at
+    1e-3; an explicit optimizer.lr wins over both, and SGD keeps its own LR."""
+    from transferlab.build import build_module
+
+    module = build_module(make_cfg(["strategy=feature_extraction"]), 5, 1, [0.5], [0.25])
+    assert module.base_lr == 1e-2
+    assert make_cfg(["strategy=full"]).optimizer.lr == 1e-3
+    assert make_cfg(["strategy=feature_extraction", "optimizer.lr=3e-3"]).optimizer.lr == 3e-3
+    assert make_cfg(["strategy=feature_extraction", "optimizer=sgd"]).optimizer.lr == 0.01

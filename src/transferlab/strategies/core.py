@@ -45,6 +45,9 @@ class Strategy:
         peft: a parameter-efficient method (:mod:`transferlab.strategies.peft`): in a training
             group only its parameters (LoRA updates, adapters, biases) train, the base weights
             stay frozen; None trains whole groups.
+        lr: the head's AdamW LR this recipe was chosen with; ``optimizer=adamw`` takes it as its
+            ``lr`` (an ``optimizer.lr`` set by the user or an experiment wins); None: 1e-3. The
+            strategy itself does not read it.
     """
 
     trainable_groups: int | str = "all"
@@ -56,6 +59,7 @@ class Strategy:
     unfreeze: UnfreezeSchedule | None = None
     cache_features: bool | str = "auto"
     peft: LoRA | BitFit | Adapters | PromptTuning | None = None
+    lr: float | None = None
 
     def __post_init__(self):
         if self.peft is not None and self.reinit:
