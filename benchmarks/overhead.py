@@ -17,9 +17,9 @@ of one plain step to the start of the next: everything Lightning and the module 
 the next batch's fetch included. Neighbouring steps of the two arms are milliseconds apart and
 see the same load, so a machine's drift cancels within each epoch; pairs of whole epochs
 (seconds apart) left a spread of ±10% per pair even on a quiet machine, and separate runs a
-minute apart ±20%. The interval resamples epochs. Each epoch's first step of either arm, the
-step across an epoch's end (validation, checkpoints) and each arm's first epoch (warm-up) are
-left out.
+minute apart ±20%. The interval resamples epochs. Left out: the plain loop's first step of
+each epoch (its loader starting), the run's last one (it runs into the epoch's end:
+validation, checkpoints) and each arm's first epoch (warm-up).
 """
 
 from __future__ import annotations
