@@ -204,7 +204,7 @@ def test_quick_benchmark_writes_results_and_table(tmp_path):
 
 def test_overhead_pairs_the_two_arms_step_by_step(tmp_path):
     """benchmarks.overhead runs a plain step before each of the run's steps: per epoch (the
-    warm-up epoch left out) both arms have one time per step but the epoch's first."""
+    warm-up epoch left out) both arms have one time per step but one (see benchmarks.overhead)."""
     from benchmarks.overhead import QUICK, paired_epochs
 
     framework, plain = paired_epochs([*QUICK, "trainer.max_epochs=2"], tmp_path)
