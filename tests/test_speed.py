@@ -215,8 +215,16 @@ def test_overhead_pairs_the_two_arms_step_by_step(tmp_path):
 
 
 FAULTS_SCRIPT = """
-import resource, sys, torch
+import mmap, resource, sys, torch
 from transferlab.speed import keep_freed_memory
+
+def counted():  # does this kernel count minor faults at all? (some sandboxes report 0)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fresh = mmap.mmap(-1, 256 * mmap.PAGESIZE)
+    for page in range(256):
+        fresh[page * mmap.PAGESIZE] = 1
+    fresh.close()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
 
 def faults():  # minor page faults of 10 rounds of a step's worth of blocks, written and freed
     start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -225,11 +233,12 @@ def faults():  # minor page faults of 10 rounds of a step's worth of blocks, wri
         del held
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
 
+probe = counted()
 faults()
 before = faults()
 applied = keep_freed_memory()
 faults()
-print(applied, before, faults())
+print(probe, applied, before, faults())
 """
 
 
@@ -240,7 +249,9 @@ def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
     done = subprocess.run(
         [sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True
     )
-    applied, before, after = done.stdout.split()
+    probe, applied, before, after = done.stdout.split()
+    if int(probe) < 200:  # 256 fresh pages written: the kernel must have counted them
+        pytest.skip("this kernel does not count minor page faults (getrusage ru_minflt)")
     assert applied == "True"
     assert int(before) > 10 * 1000  # glibc's default: 6,880 pages a round, faulted in again
     assert int(after) < int(before) / 10
