@@ -147,16 +147,16 @@ def test_deferred_checkpoints_write_each_file_once_with_its_latest_content(tmp_p
 
 
 def test_a_cached_run_writes_its_checkpoints_once_at_the_end_of_fitting(make_cfg, monkeypatch):
-    from pytorch_lightning.plugins import TorchCheckpointIO
+    from transferlab.files import FileCheckpointIO
 
     writes = []
-    real_save = TorchCheckpointIO.save_checkpoint
+    real_save = FileCheckpointIO.save_checkpoint
 
     def counting_save(self, checkpoint, path, *args, **kwargs):
         writes.append((Path(path).name, checkpoint["epoch"]))
         return real_save(self, checkpoint, path, *args, **kwargs)
 
-    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", counting_save)
+    monkeypatch.setattr(FileCheckpointIO, "save_checkpoint", counting_save)
     cfg = make_cfg([*PROBE, "trainer.max_epochs=4"])
     train(cfg)
     assert sorted(name for name, _ in writes) == ["best.ckpt", "last.ckpt"]

@@ -17,7 +17,12 @@ import torch
 from transferlab.backbones import create_backbone
 from transferlab.build import build_datamodule, build_module
 from transferlab.errors import ConfigError
-from transferlab.speed import StepTimer, apply_speed_settings, peak_training_memory
+from transferlab.speed import (
+    StepTimer,
+    apply_speed_settings,
+    channels_last_inference,
+    peak_training_memory,
+)
 from transferlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +46,29 @@ def test_channels_last_puts_weights_and_inputs_in_nhwc():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert seen[-1].is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_an_inference_pass_in_nhwc_gives_the_same_features_and_restores_the_layout():
+    """speed.channels_last_inference (the feature cache's pass): NHWC inside, the weights'
+    own layout and values after, the same Parameter objects (an optimizer keeps its hold)."""
+    torch.manual_seed(0)
+    backbone = tiny_backbone().eval()
+    x = torch.randn(4, 3, 32, 32)
+    conv = next(m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    weight, values = conv.weight, conv.weight.detach().clone()
+    with torch.inference_mode():
+        before = backbone(x)
+        with channels_last_inference(backbone):
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+            inside = backbone(x)
+    assert conv.weight is weight and conv.weight.is_contiguous()
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(conv.weight, values)
+    torch.testing.assert_close(inside, before, rtol=1e-5, atol=1e-5)
+    apply_speed_settings({"channels_last": True}, SimpleNamespace(backbone=backbone))
+    with channels_last_inference(backbone):
+        pass
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the user's setting
 
 
 def test_compile_wraps_the_backbone_and_drops_the_last_partial_batch():

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.apply_func import move_data_to_device
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, TensorDataset
 
 from transferlab.data.sampling import EpochShuffle
 from transferlab.errors import ConfigError
+from transferlab.files import FileCheckpointIO
+from transferlab.speed import channels_last_inference
 
 log = logging.getLogger("transferlab")
 
@@ -79,11 +80,13 @@ def cache_key(backbone_cfg: dict, data_cfg: dict, module) -> str:
 @torch.inference_mode()
 def backbone_features(module, loader: DataLoader, device: torch.device) -> tuple:
     """(features, labels) of every batch (images or token dicts), with the backbone in eval
-    mode."""
+    mode, its convolutions in NHWC layout for the pass
+    (:func:`transferlab.speed.channels_last_inference`)."""
     feats, labels = [], []
-    for x, y in loader:
-        feats.append(module.image_features(move_data_to_device(x, device)).float().cpu())
-        labels.append(y)
+    with channels_last_inference(module.backbone):
+        for x, y in loader:
+            feats.append(module.image_features(move_data_to_device(x, device)).float().cpu())
+            labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -169,7 +172,7 @@ class FeatureData(pl.LightningDataModule):
         return self._loader("test", train=False)
 
 
-class DeferredCheckpointIO(TorchCheckpointIO):
+class DeferredCheckpointIO(FileCheckpointIO):
     """Holds each checkpoint file's newest content in memory and writes it once, at the end of
     the trainer stage (``teardown``), or when the file is read.
 

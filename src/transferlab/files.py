@@ -1,5 +1,6 @@
 """Writing run outputs safely: whole files or nothing (temp file + rename in the same dir), and
-JSON that strict parsers accept (non-finite numbers become null, listed under ``non_finite``)."""
+JSON that strict parsers accept (non-finite numbers become null, listed under ``non_finite``);
+checkpoints the same way (:class:`FileCheckpointIO`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -29,6 +33,22 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class FileCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer for local paths, without its in-memory copy.
+
+    Lightning's own writer serialises a checkpoint into a byte buffer and then copies the
+    buffer to the file; this one lets ``torch.save`` write the temp file beside the target
+    (:func:`write_atomic`: a reader never sees half a checkpoint). For a ResNet-18 checkpoint
+    (47 MB) that halves the write (``benchmarks/README.md``), which an epoch of a small run pays
+    twice (``best.ckpt`` and ``last.ckpt``). URLs (``s3://``, ...) go to Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def _umask() -> int:

@@ -26,6 +26,7 @@ from transferlab.callbacks import DivergenceGuard, InterruptHint
 from transferlab.data import ImageDataModule
 from transferlab.domain import ORACLE_MONITOR
 from transferlab.errors import ConfigError
+from transferlab.files import FileCheckpointIO
 from transferlab.module import TransferModule
 from transferlab.speed import apply_speed_settings, keep_freed_memory
 from transferlab.strategies import Unfreezer
@@ -214,9 +215,11 @@ def build_trainer(
     if not cfg.trainer.get("fast_dev_run"):
         check_epochs(cfg.trainer)
     extra = cpu_fallbacks(cfg.trainer)
-    if cached and not cfg.trainer.get("plugins"):
-        # after the feature pass the module never calls its backbone: its weights stay fixed
-        extra["plugins"] = [DeferredCheckpointIO(fixed_prefix="backbone.")]
+    if not cfg.trainer.get("plugins"):
+        # cached: after the feature pass the module never calls its backbone, its weights stay
+        # fixed, and the checkpoints are written once, at the end
+        io = DeferredCheckpointIO(fixed_prefix="backbone.") if cached else FileCheckpointIO()
+        extra["plugins"] = [io]
     return instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg, module, out, loggers),
