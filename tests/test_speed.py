@@ -283,3 +283,15 @@ def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
     assert applied == "True"
     assert int(before) > 10 * 1000  # glibc's default: 6,880 pages a round, faulted in again
     assert int(after) < int(before) / 10
+
+
+def test_checkpoint_write_benchmark_times_both_writers(tmp_path):
+    from benchmarks.checkpoint_write import measure
+
+    result = measure("test_resnet", rounds=2, work=tmp_path)
+    assert set(result["median_s"]) == {"lightning", "transferlab"}
+    assert all(s > 0 for s in result["median_s"].values()) and result["size_mb"] > 0
+    lightning = torch.load(tmp_path / "lightning.ckpt", weights_only=True)
+    ours = torch.load(tmp_path / "transferlab.ckpt", weights_only=True)
+    assert lightning["state_dict"].keys() == ours["state_dict"].keys()
+    assert all(torch.equal(v, ours["state_dict"][k]) for k, v in lightning["state_dict"].items())
