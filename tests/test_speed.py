@@ -274,14 +274,21 @@ print(probe, applied, before, faults())
 def test_keep_freed_memory_stops_page_faults_on_reused_blocks():
     """speed.keep_freed_memory: blocks freed by one step serve the next one, so fresh
     activations no longer fault in new pages (in a fresh process: the setting is global)."""
-    done = subprocess.run(
-        [sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True
-    )
-    probe, applied, before, after = done.stdout.split()
-    if int(probe) < 200:  # 256 fresh pages written: the kernel must have counted them
-        pytest.skip("this kernel does not count minor page faults (getrusage ru_minflt)")
+    # Under glibc's defaults this pattern returns its freed blocks to the kernel in most
+    # processes but not in all (here about 1 in 3 kept them, varying from process to process
+    # with the same environment): the first of a few processes that shows the faults decides.
+    for _ in range(8):
+        done = subprocess.run(
+            [sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True
+        )
+        probe, applied, before, after = done.stdout.split()
+        if int(probe) < 200:  # 256 fresh pages written: the kernel must have counted them
+            pytest.skip("this kernel does not count minor page faults (getrusage ru_minflt)")
+        if int(before) > 10 * 1000:  # glibc's default: 6,880 pages a round, faulted in again
+            break
+    else:
+        pytest.skip("glibc kept the freed blocks by default in 8 processes: nothing to compare")
     assert applied == "True"
-    assert int(before) > 10 * 1000  # glibc's default: 6,880 pages a round, faulted in again
     assert int(after) < int(before) / 10
 
 
