@@ -40,9 +40,10 @@ class FileCheckpointIO(TorchCheckpointIO):
 
     Lightning's own writer serialises a checkpoint into a byte buffer and then copies the
     buffer to the file; this one lets ``torch.save`` write the temp file beside the target
-    (:func:`write_atomic`: a reader never sees half a checkpoint). For a ResNet-18 checkpoint
-    (47 MB) that halves the write (``benchmarks/README.md``), which an epoch of a small run pays
-    twice (``best.ckpt`` and ``last.ckpt``). URLs (``s3://``, ...) go to Lightning's writer.
+    (:func:`write_atomic`: a reader never sees half a checkpoint). A ResNet-18 checkpoint with
+    its optimizer state is written in 0.5-0.7x the time (``benchmarks/README.md``), which an
+    epoch of a small run pays twice (``best.ckpt`` and ``last.ckpt``). URLs (``s3://``, ...) go
+    to Lightning's writer.
     """
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
