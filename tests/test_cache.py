@@ -146,6 +146,35 @@ def test_deferred_checkpoints_write_each_file_once_with_its_latest_content(tmp_p
     assert last["epoch"] == 3 and torch.equal(last["w"], torch.full((3,), 4.0))
 
 
+def test_a_deferred_checkpoint_is_a_copy_of_every_nested_container_and_tensor(tmp_path):
+    from collections import OrderedDict
+
+    from transferlab.cache import DeferredCheckpointIO
+
+    io = DeferredCheckpointIO()
+    moment = torch.zeros(2)
+    steps = [0, 1]
+    group = {"lr": 0.1, "params": [0, 1]}
+    checkpoint = {
+        "optimizer_states": [{"state": {0: {"exp_avg": moment}}, "param_groups": [group]}],
+        "callbacks": {"LRHistory": {"steps": steps, "pair": (moment, "head")}},
+        "state_dict": OrderedDict(w=moment),
+        "epoch": 0,
+    }
+    io.save_checkpoint(checkpoint, tmp_path / "last.ckpt")
+    moment.add_(5.0)  # training goes on after the save: tensors, lists and dicts change
+    steps.append(2)
+    group["lr"] = 0.0
+    saved = io.pending[str(tmp_path / "last.ckpt")][0]
+    optimizer = saved["optimizer_states"][0]
+    assert torch.equal(optimizer["state"][0]["exp_avg"], torch.zeros(2))
+    assert optimizer["param_groups"][0] == {"lr": 0.1, "params": [0, 1]}
+    history = saved["callbacks"]["LRHistory"]
+    assert history["steps"] == [0, 1] and history["pair"][1] == "head"
+    assert isinstance(history["pair"], tuple) and torch.equal(history["pair"][0], torch.zeros(2))
+    assert torch.equal(saved["state_dict"]["w"], torch.zeros(2))
+
+
 def test_a_cached_run_writes_its_checkpoints_once_at_the_end_of_fitting(make_cfg, monkeypatch):
     from transferlab.files import FileCheckpointIO
 

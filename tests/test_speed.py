@@ -22,6 +22,7 @@ from transferlab.speed import (
     apply_speed_settings,
     channels_last_inference,
     peak_training_memory,
+    skip_needless_log_moves,
 )
 from transferlab.train import train
 
@@ -69,6 +70,30 @@ def test_an_inference_pass_in_nhwc_gives_the_same_features_and_restores_the_layo
     with channels_last_inference(backbone):
         pass
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the user's setting
+
+
+def test_self_log_skips_only_the_moves_that_change_nothing(monkeypatch):
+    from pytorch_lightning.trainer.connectors.logger_connector import result
+
+    assert skip_needless_log_moves() and skip_needless_log_moves()  # idempotent
+    assert result._ResultMetric.to.skips_needless_moves
+    walks = []
+    real_walk = result.apply_to_collection
+    monkeypatch.setattr(
+        result, "apply_to_collection", lambda *a, **k: walks.append(1) or real_walk(*a, **k)
+    )
+    results = result._ResultCollection(training=True)
+    for value, size in [(1.0, 4), (4.0, 2)]:  # the entry and the values are on the CPU
+        results.log("training_step", "loss", torch.tensor(value), batch_size=size)
+    assert walks == []
+    entry = results["training_step.loss"]
+    assert entry.compute().item() == pytest.approx((1.0 * 4 + 4.0 * 2) / 6)
+    entry.to(torch.float64)  # a dtype change is a real move
+    entry.to(torch.device("meta"))  # and so is another device: the states and their defaults
+    assert len(walks) == 2
+    assert entry.value.device.type == "meta" and entry._defaults["value"].device.type == "meta"
+    entry.to("meta")  # now there
+    assert len(walks) == 2
 
 
 def test_compile_wraps_the_backbone_and_drops_the_last_partial_batch():

@@ -224,6 +224,27 @@ class DeferredCheckpointIO(FileCheckpointIO):
         self.fixed.clear()
 
 
+# leaves a checkpoint copy keeps as they are: immutable
+_PLAIN = (int, float, str, bool, bytes, type(None))
+
+
 def _copied(value):
-    """``value`` with every tensor in it replaced by a detached copy."""
+    """``value`` with every tensor in it replaced by a detached copy.
+
+    Plain dicts, lists and tuples (most of a checkpoint: the optimizer's param groups, the
+    loops' progress, the resolved config) are walked here; Lightning's ``apply_to_collection``,
+    which checks every node for dataclasses and named tuples, took about 11 ms a checkpoint for
+    the same walk, more than an epoch of head training. Other containers go to it.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    if kind is tuple:
+        return tuple(_copied(v) for v in value)
     return apply_to_collection(value, torch.Tensor, lambda t: t.detach().clone())

@@ -54,7 +54,9 @@ def save_lr_per_group(steps: list[int], lrs: dict[str, list[float]], path: str |
     ax.set_ylabel("learning rate")
     ax.legend(fontsize=7, ncol=2 if len(names) > 8 else 1, loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # fixed margins that fit the axis labels: every run writes this plot as its fit ends, and
+    # tight_layout's text measuring took about 70 ms of the 0.3 s it cost
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.12, top=0.93)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -28,7 +28,7 @@ from transferlab.domain import ORACLE_MONITOR
 from transferlab.errors import ConfigError
 from transferlab.files import FileCheckpointIO
 from transferlab.module import TransferModule
-from transferlab.speed import apply_speed_settings, keep_freed_memory
+from transferlab.speed import apply_speed_settings, keep_freed_memory, skip_needless_log_moves
 from transferlab.strategies import Unfreezer
 
 log = logging.getLogger("transferlab")
@@ -215,6 +215,7 @@ def build_trainer(
     if not cfg.trainer.get("fast_dev_run"):
         check_epochs(cfg.trainer)
     extra = cpu_fallbacks(cfg.trainer)
+    skip_needless_log_moves()
     if not cfg.trainer.get("plugins"):
         # cached: after the feature pass the module never calls its backbone, its weights stay
         # fixed, and the checkpoints are written once, at the end
