@@ -64,8 +64,15 @@ def test_an_inference_pass_in_nhwc_gives_the_same_features_and_restores_the_layo
             inside = backbone(x)
     assert conv.weight is weight and conv.weight.is_contiguous()
     assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_inference()  # the weights can still train
     assert torch.equal(conv.weight, values)
     torch.testing.assert_close(inside, before, rtol=1e-5, atol=1e-5)
+    convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs[-1].to(memory_format=torch.channels_last)  # a backbone partly in NHWC
+    with channels_last_inference(backbone):
+        assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert convs[-1].weight.is_contiguous(memory_format=torch.channels_last)  # as it went in
+    assert convs[0].weight.is_contiguous() and len(convs) > 1
     apply_speed_settings({"channels_last": True}, SimpleNamespace(backbone=backbone))
     with channels_last_inference(backbone):
         pass

@@ -168,3 +168,55 @@ def test_module_attributes_still_register_parameters_modules_and_buffers(make_cf
     assert module._current_fx_name == "training_step" and "_current_fx_name" not in names
     assert "extra_weight" in names and "extra_layer.weight" in names
     assert torch.equal(dict(module.named_buffers())["extra_buffer"], torch.ones(1))
+
+
+class CountsSteps(pl.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps += 1
+
+
+class CountsThroughSuper(CountsSteps):
+    def on_train_batch_end(self, *args):
+        super().on_train_batch_end(*args)
+        self.steps += 10
+
+
+class TinyModule(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 2)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_passes_over_callbacks_inherited_batch_hooks_and_calls_their_own():
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    from transferlab.callbacks import skip_inherited_batch_hooks
+
+    counts, through_super, module = CountsSteps(), CountsThroughSuper(), TinyModule()
+    profiler = SimpleProfiler()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[counts, through_super],
+        profiler=profiler,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    skip_inherited_batch_hooks(trainer.callbacks)
+    assert counts.on_before_backward is None and callable(counts.on_train_batch_end)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2))
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
+    assert counts.steps == 4 and through_super.steps == 44
+    called = set(profiler.recorded_durations)
+    assert "[Callback]CountsSteps.on_train_batch_end" in called
+    assert not any(n.startswith("[Callback]") and "before_backward" in n for n in called)

@@ -19,6 +19,40 @@ from transferlab.errors import ConfigError
 log = logging.getLogger("transferlab")
 
 
+# the hooks Lightning calls for every batch, through one loop that passes over any callback
+# whose attribute for the hook is not callable
+BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
+)
+
+
+def skip_inherited_batch_hooks(callbacks: list[pl.Callback]) -> None:
+    """Let Lightning pass over the per-batch hooks that callbacks inherit from ``pl.Callback``,
+    where they do nothing, by shadowing each with ``None`` on the instance.
+
+    Lightning calls every hook of every callback, doing nothing or not, each call in a profiler
+    context named after the callback: about 7 us a callback and hook on this project's CPUs,
+    44 us a hook for the default run's 6 callbacks, 6 hooks a training step. A callback's own
+    hooks, and calls through its class (``super()``), are untouched. (Not for a LightningModule:
+    Lightning reads the signatures of its batch hooks.)
+    """
+    for callback in callbacks:
+        for name in BATCH_HOOKS:
+            if getattr(type(callback), name, None) is getattr(pl.Callback, name):
+                setattr(callback, name, None)
+
+
 def render(renderable, width: int = 100) -> str:
     """A rich renderable (table, text) as plain text, for the log."""
     console = Console(file=io.StringIO(), width=width, color_system=None)

@@ -22,7 +22,7 @@ from transferlab.build.parts import (
     check_number,
 )
 from transferlab.cache import DeferredCheckpointIO, FeatureCache, FeatureData, use_cache
-from transferlab.callbacks import DivergenceGuard, InterruptHint
+from transferlab.callbacks import DivergenceGuard, InterruptHint, skip_inherited_batch_hooks
 from transferlab.data import ImageDataModule
 from transferlab.domain import ORACLE_MONITOR
 from transferlab.errors import ConfigError
@@ -221,12 +221,14 @@ def build_trainer(
         # fixed, and the checkpoints are written once, at the end
         io = DeferredCheckpointIO(fixed_prefix="backbone.") if cached else FileCheckpointIO()
         extra["plugins"] = [io]
-    return instantiate(
+    trainer = instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg, module, out, loggers),
         logger=loggers or False,
         **extra,
     )
+    skip_inherited_batch_hooks(trainer.callbacks)  # the trainer's own ones (progress bar) too
+    return trainer
 
 
 def cpu_fallbacks(trainer_cfg: DictConfig) -> dict:
