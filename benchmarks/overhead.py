@@ -194,13 +194,68 @@ def paired_epochs(overrides: list[str], run_dir: Path, clock: str = "wall") -> t
     cfg = compose_cfg([*overrides, *PAIRED, *(CPU_CLOCK if clock == "cpu" else [])], run_dir)
     with quiet():
         train(cfg)
+    return read_paired(run_dir)
+
+
+def read_paired(run_dir: Path) -> tuple[list, list]:
     paired = json.loads((run_dir / "paired_steps.json").read_text())
     return paired["framework"][1:], paired["plain"][1:]
 
 
-def measure(overrides: list[str], run_dir: Path, statistic: str, clock: str = "wall") -> dict:
+class BareLightning(pl.LightningModule):
+    """Lightning's training loop alone, around the plain loop's own parts (its model, param
+    groups, optimizer, per-step schedule and normalisation; clipping by the Trainer's
+    ``gradient_clip_val``): no callbacks, loggers, metrics, checkpoints or progress bar. What
+    its steps add to the plain loop's is the floor of any module trained by Lightning's loop
+    with automatic optimization."""
+
+    def __init__(self, parts: dict, config: dict):
+        super().__init__()
+        self.model = parts["model"]
+        self.norm = (parts["mean"], parts["std"])
+        self.optimizer, self.scheduler = parts["optimizer"], parts["scheduler"]
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=parts["label_smoothing"])
+        self.extra = {"config": config}  # PlainSteps builds the paired plain loop from it
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        mean, std = self.norm
+        return self.criterion(self.model((x.float() / 255 - mean) / std), y)
+
+    def configure_optimizers(self):
+        schedule = {"scheduler": self.scheduler, "interval": "step"}
+        return {"optimizer": self.optimizer, "lr_scheduler": schedule}
+
+
+def lightning_epochs(overrides: list[str], run_dir: Path, clock: str = "wall") -> tuple[list, list]:
+    """(bare Lightning steps, plain steps) per epoch, paired the same way as
+    :func:`paired_epochs`, warm-up epoch left out."""
+    cfg = compose_cfg(overrides, run_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = plain_parts(cfg)
+    module = BareLightning(parts, OmegaConf.to_container(cfg, resolve=True))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with quiet():
+        trainer = pl.Trainer(
+            max_epochs=cfg.trainer.max_epochs,
+            gradient_clip_val=parts["clip"],
+            callbacks=[PlainSteps(clock)],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            devices=1,
+            default_root_dir=run_dir,
+        )
+        trainer.fit(module, train_dataloaders=parts["loader"])
+    return read_paired(run_dir)
+
+
+def measure(
+    overrides: list[str], run_dir: Path, statistic: str, clock: str = "wall", paired=paired_epochs
+) -> dict:
     load = os.getloadavg()[0]
-    framework, plain = paired_epochs(overrides, run_dir, clock)
+    framework, plain = paired(overrides, run_dir, clock)
     ci = paired_bootstrap_ci(framework, plain, statistic)
     return {
         "config": " ".join(overrides),
@@ -229,7 +284,9 @@ def own_time(overrides: list[str], run_dir: Path) -> dict:
     """The framework's own time per step (ms): the paired difference of median step times,
     on the wall clock (``own_ms``) and, in a second paired run, on the process's CPU time
     (``own_cpu_ms``): on a shared machine a process waits for a core at random moments, which
-    the wall clock counts and the CPU clock does not."""
+    the wall clock counts and the CPU clock does not. A third paired run times Lightning's loop
+    alone (:class:`BareLightning`, wall clock, ``lightning_ms``): the part of the own time no
+    module on that loop can remove."""
     own = measure(overrides, run_dir / "wall", "difference")
     own["own_ms"] = 1000 * own["ci"]["value"]
     own["own_ms_ci"] = [1000 * own["ci"]["ci_low"], 1000 * own["ci"]["ci_high"]]
@@ -237,6 +294,10 @@ def own_time(overrides: list[str], run_dir: Path) -> dict:
     own["cpu"] = cpu
     own["own_cpu_ms"] = 1000 * cpu["ci"]["value"]
     own["own_cpu_ms_ci"] = [1000 * cpu["ci"]["ci_low"], 1000 * cpu["ci"]["ci_high"]]
+    floor = measure(overrides, run_dir / "lightning", "difference", paired=lightning_epochs)
+    own["lightning"] = floor
+    own["lightning_ms"] = 1000 * floor["ci"]["value"]
+    own["lightning_ms_ci"] = [1000 * floor["ci"]["ci_low"], 1000 * floor["ci"]["ci_high"]]
     return own
 
 

@@ -274,6 +274,16 @@ def test_overhead_pairs_the_two_arms_step_by_step(tmp_path):
     assert all(t > 0 for t in framework[0] + plain[0])
 
 
+def test_the_bare_lightning_arm_pairs_its_steps_with_the_plain_loop(tmp_path):
+    """benchmarks.overhead.lightning_epochs: Lightning's loop alone over the plain loop's parts,
+    paired step by step the same way as the run."""
+    from benchmarks.overhead import QUICK, lightning_epochs
+
+    framework, plain = lightning_epochs([*QUICK, "trainer.max_epochs=2"], tmp_path / "bare")
+    assert len(framework) == len(plain) == 1 and len(framework[0]) == len(plain[0]) == 3
+    assert all(t > 0 for t in framework[0] + plain[0])
+
+
 FAULTS_SCRIPT = """
 import mmap, resource, sys, torch
 from transferlab.speed import keep_freed_memory
