@@ -1,11 +1,12 @@
 """Logging the training losses (``train/loss``, the regulariser's and the domain-alignment loss)
 without a ``self.log`` call per step.
 
-Each ``self.log`` call costs Lightning 0.85-0.9 ms of CPU time (measured on this project's
+Each ``self.log`` call cost Lightning 0.85-0.9 ms of CPU time (measured on this project's
 shared 2-core machine under a load of 7-8; its result collection moves and checks the stored
-entry at every call), a large share of a small model's step. So the losses are summed on the device at every step and logged once per epoch, and the
-step loss is logged only at the steps where Lightning writes step metrics to the loggers and at
-an epoch's last step. The logged values are those of
+entry at every call; 0.09-0.12 ms since :func:`transferlab.speed.skip_needless_log_moves`),
+a large share of a small model's step. So the losses are summed on the device at every step
+and logged once per epoch, and the step loss is logged only at the steps where Lightning
+writes step metrics to the loggers and at an epoch's last step. The logged values are those of
 ``self.log(name, value, on_step=..., on_epoch=True)``, to the last bit:
 
 - ``train/loss_step`` in the loggers every ``log_every_n_steps`` (and the run's last value in the

@@ -63,8 +63,9 @@ def skip_needless_log_moves() -> bool:
 
     At every ``self.log`` call Lightning moves the entry it keeps for that name to the logged
     value's device, walking the entry's whole attribute dict (and copying its dataclasses) even
-    when nothing moves: 0.58 of the 0.93 ms a call costs on this project's CPUs, about 9 ms of
-    every epoch on cached features. The entry's tensors (its states and their defaults) all
+    when nothing moves. Skipping it cut a call from 0.93-1.02 ms to 0.09-0.12 ms on this
+    project's CPUs (1,000 calls, three times each); a cached epoch logs about 16 values. The
+    entry's tensors (its states and their defaults) all
     move together, so when every one of them is on the device the move changes nothing and is
     skipped; a move to another device, or with a dtype, runs as before. Idempotent.
     """
