@@ -288,17 +288,20 @@ def own_time(overrides: list[str], run_dir: Path) -> dict:
     alone (:class:`BareLightning`, wall clock, ``lightning_ms``): the part of the own time no
     module on that loop can remove."""
     own = measure(overrides, run_dir / "wall", "difference")
-    own["own_ms"] = 1000 * own["ci"]["value"]
-    own["own_ms_ci"] = [1000 * own["ci"]["ci_low"], 1000 * own["ci"]["ci_high"]]
-    cpu = measure(overrides, run_dir / "cpu", "difference", clock="cpu")
-    own["cpu"] = cpu
-    own["own_cpu_ms"] = 1000 * cpu["ci"]["value"]
-    own["own_cpu_ms_ci"] = [1000 * cpu["ci"]["ci_low"], 1000 * cpu["ci"]["ci_high"]]
-    floor = measure(overrides, run_dir / "lightning", "difference", paired=lightning_epochs)
-    own["lightning"] = floor
-    own["lightning_ms"] = 1000 * floor["ci"]["value"]
-    own["lightning_ms_ci"] = [1000 * floor["ci"]["ci_low"], 1000 * floor["ci"]["ci_high"]]
+    own.update(in_ms("own_ms", own))
+    own["cpu"] = measure(overrides, run_dir / "cpu", "difference", clock="cpu")
+    own.update(in_ms("own_cpu_ms", own["cpu"]))
+    own["lightning"] = measure(
+        overrides, run_dir / "lightning", "difference", paired=lightning_epochs
+    )
+    own.update(in_ms("lightning_ms", own["lightning"]))
     return own
+
+
+def in_ms(key: str, measured: dict) -> dict:
+    """``{key: difference in ms, key + "_ci": its interval in ms}`` of a :func:`measure` result."""
+    ci = measured["ci"]
+    return {key: 1000 * ci["value"], f"{key}_ci": [1000 * ci["ci_low"], 1000 * ci["ci_high"]]}
 
 
 def run_own(work: Path, quick: bool = False) -> dict:
